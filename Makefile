@@ -1,0 +1,51 @@
+# vmhost_exporter — the two commands an operator needs are `make run` and
+# `make test`; everything else is for developers.
+
+GO          ?= go
+BIN         ?= vmhost_exporter
+STATICCHECK_VERSION ?= v0.8.2
+GOBIN       := $(shell $(GO) env GOPATH 2>/dev/null)/bin
+export PATH := $(PATH):/usr/local/go/bin:$(GOBIN)
+export CGO_ENABLED := 0
+
+VERSION  ?= $(shell cat VERSION 2>/dev/null)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+PKG_VERSION := github.com/prometheus/common/version
+LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revision=$(REVISION) \
+            -X $(PKG_VERSION).Branch=$(BRANCH) -X $(PKG_VERSION).BuildUser=$(USER)@$(shell hostname) \
+            -X $(PKG_VERSION).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+
+# Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
+ARGS ?=
+
+.PHONY: all build run test test-deps lint bench soak dashboards clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vmhost_exporter
+
+run: build
+	./$(BIN) $(ARGS)
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null 2>&1 || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+
+# Tests run against real libvirtd, QEMU, Prometheus and rclone; test-deps
+# installs them (as root) when missing.
+test: test-deps lint
+	$(GO) test -count=1 -timeout 30m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -f $(BIN)

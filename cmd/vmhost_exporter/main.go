@@ -1,0 +1,252 @@
+// Command vmhost_exporter exposes host, libvirt VM and backup metrics of a
+// KVM hypervisor host for Prometheus. This file holds flags and wiring only;
+// the collectors live in ../../collector.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/user"
+	"sort"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	nodecollector "github.com/prometheus/node_exporter/collector"
+
+	"github.com/vmhost-exporter/vmhost_exporter/collector/backup"
+	"github.com/vmhost-exporter/vmhost_exporter/collector/libvirt"
+)
+
+const programName = "vmhost_exporter"
+
+// defaultBackupConfig is the path that may be absent without an error: a host
+// without backup jobs is a valid host.
+const defaultBackupConfig = "/etc/vmhost_exporter/backup.yml"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	app := kingpin.CommandLine
+	var (
+		metricsPath = app.Flag("web.telemetry-path",
+			"Path under which to expose metrics.").Default("/metrics").String()
+		disableExporterMetrics = app.Flag("web.disable-exporter-metrics",
+			"Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
+		maxRequests = app.Flag("web.max-requests",
+			"Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
+		disableDefaults = app.Flag("collector.disable-defaults",
+			"Set all collectors to disabled by default, the libvirt and backup collectors included.").Default("false").Bool()
+
+		libvirtEnabledSet bool
+		libvirtEnabled    = app.Flag("collector.libvirt",
+			"Enable the libvirt collector (default: enabled).").Default("true").IsSetByUser(&libvirtEnabledSet).Bool()
+		libvirtSocket = app.Flag("libvirt.socket",
+			"Path of libvirtd's read-only socket.").Default("/var/run/libvirt/libvirt-sock-ro").String()
+		libvirtURI = app.Flag("libvirt.uri",
+			"libvirt URI opened over the socket (e.g. qemu:///system, or test:///path/node.xml in tests).").Default("qemu:///system").String()
+		libvirtTimeout = durationFlag(app, "libvirt.timeout",
+			"Upper bound on the libvirt part of one scrape.", "5s")
+		libvirtMetadataRefresh = durationFlag(app, "libvirt.metadata-refresh-interval",
+			"How long cached domain XML (role, disks, interfaces, vCPUs) is reused before it is fetched again. New domains are always fetched at once.", "5m")
+
+		backupEnabledSet bool
+		backupEnabled    = app.Flag("collector.backup",
+			"Enable the backup collector (default: enabled).").Default("true").IsSetByUser(&backupEnabledSet).Bool()
+		backupConfigExplicit bool
+		backupConfigFile     = app.Flag("backup.config-file",
+			"Backup jobs configuration file. A missing default file means no jobs; a file named on the command line must exist.").Default(defaultBackupConfig).IsSetByUser(&backupConfigExplicit).String()
+		backupConfigCheck = app.Flag("backup.config-check",
+			"Validate the backup configuration file, then exit.").Default("false").Bool()
+
+		toolkitFlags = kingpinflag.AddFlags(app, ":9851")
+	)
+
+	promslogConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, promslogConfig)
+	app.Version(version.Print(programName))
+	app.UsageWriter(os.Stdout)
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %s, try --help\n", programName, err)
+		return 2
+	}
+	logger := promslog.New(promslogConfig)
+
+	// node_exporter semantics: with --collector.disable-defaults only the
+	// collectors named explicitly on the command line run. Our own collectors
+	// follow the same rule so the flag means the same thing everywhere.
+	if *disableDefaults {
+		nodecollector.DisableDefaultCollectors()
+		if !libvirtEnabledSet {
+			*libvirtEnabled = false
+		}
+		if !backupEnabledSet {
+			*backupEnabled = false
+		}
+	}
+
+	if *backupConfigCheck {
+		if err := checkBackupConfig(*backupConfigFile); err != nil {
+			logger.Error("Backup configuration is invalid", "err", err)
+			return 1
+		}
+		logger.Info("Backup configuration is valid", "file", *backupConfigFile)
+		return 0
+	}
+
+	if err := web.Validate(*toolkitFlags.WebConfigFile); err != nil {
+		logger.Error("Invalid web configuration file", "file", *toolkitFlags.WebConfigFile, "err", err)
+		return 1
+	}
+
+	logger.Info("Starting "+programName, "version", version.Info())
+	logger.Info("Build context", "build_context", version.BuildContext())
+	if u, err := user.Current(); err == nil && u.Uid == "0" {
+		logger.Warn(programName + " is running as root; it only needs the read-only libvirt socket and read access to backup paths.")
+	}
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(versioncollector.NewCollector(programName))
+
+	nc, err := nodecollector.NewNodeCollector(logger)
+	if err != nil {
+		logger.Error("Cannot create host collectors", "err", err)
+		return 1
+	}
+	if len(nc.Collectors) > 0 {
+		if err := registry.Register(nc); err != nil {
+			logger.Error("Cannot register host collectors", "err", err)
+			return 1
+		}
+	}
+	logger.Info("Enabled host collectors", "collectors", sortedKeys(nc.Collectors))
+
+	if *libvirtEnabled {
+		lc := libvirt.New(libvirt.Config{
+			Socket:          *libvirtSocket,
+			URI:             *libvirtURI,
+			Timeout:         *libvirtTimeout,
+			MetadataRefresh: *libvirtMetadataRefresh,
+		}, logger.With("collector", "libvirt"))
+		defer lc.Close()
+		if err := lc.Probe(); err != nil {
+			logger.Warn("libvirt is not reachable now; libvirt_up stays 0 until it is", "socket", *libvirtSocket, "uri", *libvirtURI, "err", err)
+		}
+		registry.MustRegister(lc)
+	}
+
+	if *backupEnabled {
+		if err := checkBackupConfig(*backupConfigFile); err != nil {
+			if errors.Is(err, fs.ErrNotExist) && !backupConfigExplicit {
+				logger.Info("No backup configuration found; no backup jobs are monitored", "file", *backupConfigFile)
+			} else {
+				logger.Error("Cannot load backup configuration", "err", err)
+				return 1
+			}
+		}
+	}
+
+	var gatherers prometheus.Gatherers = prometheus.Gatherers{registry}
+	handlerOpts := promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: *maxRequests,
+	}
+	var metricsHandler http.Handler
+	if *disableExporterMetrics {
+		metricsHandler = promhttp.HandlerFor(gatherers, handlerOpts)
+	} else {
+		selfRegistry := prometheus.NewRegistry()
+		selfRegistry.MustRegister(
+			promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
+			promcollectors.NewGoCollector(),
+		)
+		handlerOpts.Registry = selfRegistry
+		metricsHandler = promhttp.InstrumentMetricHandler(selfRegistry,
+			promhttp.HandlerFor(append(gatherers, selfRegistry), handlerOpts))
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(*metricsPath, metricsHandler)
+	if *metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "vmhost_exporter",
+			Description: "Prometheus exporter for KVM/libvirt hypervisor hosts: host, VMs and backups",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}},
+		})
+		if err != nil {
+			logger.Error("Cannot build landing page", "err", err)
+			return 1
+		}
+		mux.Handle("/", landing)
+	}
+
+	server := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
+		logger.Error("HTTP server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func checkBackupConfig(path string) error {
+	_, err := backup.LoadConfig(path)
+	return err
+}
+
+// namedDuration is a duration flag whose parse error names the flag (kingpin's
+// own says only "invalid duration") and that takes Prometheus durations
+// ("1d" too).
+type namedDuration struct {
+	name string
+	d    time.Duration
+}
+
+func (n *namedDuration) Set(s string) error {
+	v, err := model.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("--%s: %q is not a duration (examples: 500ms, 5s, 1m)", n.name, s)
+	}
+	if v <= 0 {
+		return fmt.Errorf("--%s: must be positive, got %q", n.name, s)
+	}
+	n.d = time.Duration(v)
+	return nil
+}
+
+func (n *namedDuration) String() string { return model.Duration(n.d).String() }
+
+func durationFlag(app *kingpin.Application, name, help, def string) *time.Duration {
+	v := &namedDuration{name: name}
+	app.Flag(name, help).Default(def).SetValue(v)
+	return &v.d
+}

@@ -1,0 +1,66 @@
+package backup
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigExample(t *testing.T) {
+	cfg, err := LoadConfig("../../examples/backup.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	for _, j := range cfg.Jobs {
+		types[j.Type] = true
+	}
+	for _, want := range []string{TypeDatedDir, TypeRcloneLog, TypeVzdump, TypeRestoreLog, TypeFileGlob} {
+		if !types[want] {
+			t.Errorf("examples/backup.yml has no job of type %s", want)
+		}
+	}
+	if got := time.Duration(cfg.Jobs[0].MaxAge); got != 8*24*time.Hour {
+		t.Errorf("max_age of %s = %s, want 192h", cfg.Jobs[0].Name, got)
+	}
+}
+
+func TestLoadConfigRejectsBadFiles(t *testing.T) {
+	// Each bad file must be rejected with a message that names the file and
+	// points at what is wrong.
+	want := map[string][]string{
+		"bad-unknown-field.yml":   {"line 5", "max_agee"},
+		"bad-type.yml":            {"jobs[0] (kvm-host)", "field type", "tarball"},
+		"bad-missing-max-age.yml": {"jobs[0] (kvm-host)", "max_age"},
+		"bad-duplicate-name.yml":  {"jobs[1] (dumps)", "duplicate"},
+		"bad-missing-path.yml":    {"jobs[0] (pve)", "field path"},
+		"bad-duration.yml":        {"line 5", "a week"},
+		"bad-top-level.yml":       {"line 1", "job"},
+	}
+	files, err := filepath.Glob("testdata/*bad*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := LoadConfig(f)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, f) {
+				t.Errorf("error does not name the file: %s", msg)
+			}
+			parts, ok := want[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expectation for %s (error: %s)", f, msg)
+			}
+			for _, p := range parts {
+				if !strings.Contains(msg, p) {
+					t.Errorf("error %q does not contain %q", msg, p)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,305 @@
+package libvirt
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// stateDescriptions are the state_desc label values, worded as
+// inovex/prometheus-libvirt-exporter words them so its users' queries keep
+// working.
+var stateDescriptions = map[int]string{
+	0: "no state",
+	1: "the domain is running",
+	2: "the domain is blocked on resource",
+	3: "the domain is paused by user",
+	4: "the domain is being shut down",
+	5: "the domain is shut off",
+	6: "the domain is crashed",
+	7: "the domain is suspended by guest power management",
+}
+
+// stateShutoff is libvirt's VIR_DOMAIN_SHUTOFF.
+const stateShutoff = 5
+
+// deviceMetric maps one field of a block.N.* or net.N.* stats group to a metric.
+type deviceMetric struct {
+	field     string
+	desc      *prometheus.Desc
+	valueType prometheus.ValueType
+	scale     float64
+}
+
+// balloonMetric maps one balloon.* field (KiB unless scale says otherwise) to a
+// metric named libvirt_domain_memory_stats_<name>.
+type balloonMetric struct {
+	field     string
+	desc      *prometheus.Desc
+	valueType prometheus.ValueType
+	scale     float64
+}
+
+type descriptors struct {
+	up, domains, scrapeDuration, rpcCalls *prometheus.Desc
+	partSuccess, partDuration             *prometheus.Desc
+
+	domainInfo, domainScrapeSuccess, state, vcpus, maxMemory, memoryUsage, cpuTime *prometheus.Desc
+	autostart, snapshots, snapshotOldest, snapshotNewest                           *prometheus.Desc
+
+	balloon        []balloonMetric
+	memUsedPercent *prometheus.Desc
+
+	vcpuCurrent, vcpuMaximum, vcpuState, vcpuTime, vcpuWait, vcpuDelay *prometheus.Desc
+
+	blockInfo, ifaceInfo *prometheus.Desc
+	block, iface         []deviceMetric
+}
+
+func desc(subsystem, name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, nil)
+}
+
+func newDescriptors() descriptors {
+	dl := []string{"domain"}
+	devl := []string{"domain", "target_device"}
+	d := descriptors{
+		up:             desc("", "up", "Whether the last scrape of libvirtd succeeded (1) or not (0)."),
+		domains:        desc("", "domains", "Number of defined domains, running or not."),
+		scrapeDuration: desc("scrape", "duration_seconds", "Time the libvirt part of this scrape took."),
+		rpcCalls:       desc("", "rpc_calls_total", "libvirt RPCs made by the collector since the exporter started."),
+		partSuccess:    desc("scrape", "part_success", "Whether a part of the libvirt scrape succeeded: stats (essential), autostart, snapshots, metadata (domain XML).", "part"),
+		partDuration:   desc("scrape", "part_duration_seconds", "Time a part of the libvirt scrape took.", "part"),
+
+		domainInfo:          desc("domain", "info", "Metadata of a domain; role comes from the domain's <metadata> (see README).", "domain", "uuid", "role"),
+		domainScrapeSuccess: desc("domain", "scrape_success", "Whether everything about this domain could be read (stats, XML, snapshots).", dl...),
+		state:               desc("domain_info", "state", "Domain state as a libvirt code: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended by guest power management.", "domain", "state_desc"),
+		vcpus:               desc("domain_info", "virtual_cpus", "Number of virtual CPUs of the domain.", dl...),
+		maxMemory:           desc("domain_info", "maximum_memory_bytes", "Maximum memory of the domain.", dl...),
+		memoryUsage:         desc("domain_info", "memory_usage_bytes", "Memory currently allocated to the domain (balloon size); not the memory the guest uses.", dl...),
+		cpuTime:             desc("domain_info", "cpu_time_seconds_total", "CPU time used by the domain.", dl...),
+		autostart:           desc("domain", "autostart", "Whether the domain starts when libvirtd starts (1) or not (0).", dl...),
+		snapshots:           desc("domain", "snapshots", "Number of snapshots of the domain.", dl...),
+		snapshotOldest:      desc("domain", "snapshot_oldest_timestamp_seconds", "Creation time of the domain's oldest snapshot.", dl...),
+		snapshotNewest:      desc("domain", "snapshot_newest_timestamp_seconds", "Creation time of the domain's newest snapshot.", dl...),
+
+		memUsedPercent: desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver.", dl...),
+
+		vcpuCurrent: desc("domain_vcpu", "current", "Number of online vCPUs.", dl...),
+		vcpuMaximum: desc("domain_vcpu", "maximum", "Maximum number of vCPUs.", dl...),
+		vcpuState:   desc("domain_vcpu", "state", "State of the vCPU: 0 offline, 1 running, 2 blocked.", "domain", "vcpu"),
+		vcpuTime:    desc("domain_vcpu", "time_seconds_total", "Time spent by the vCPU.", "domain", "vcpu"),
+		vcpuWait:    desc("domain_vcpu", "wait_seconds_total", "Time the vCPU wanted to run but the host scheduler ran something else (host CPU contention).", "domain", "vcpu"),
+		vcpuDelay:   desc("domain_vcpu", "delay_seconds_total", "Time the vCPU waited in the run queue; seen by the guest as steal time.", "domain", "vcpu"),
+
+		blockInfo: desc("domain_block_stats", "info", "Metadata of a block device of the domain.", "domain", "target_device", "source_file"),
+		ifaceInfo: desc("domain_interface_stats", "info", "Metadata of a network interface of the domain.", "domain", "target_device", "source_bridge", "mac_address"),
+	}
+	const kib = 1024
+	for _, b := range []struct {
+		field, name, help string
+		vt                prometheus.ValueType
+		scale             float64
+	}{
+		{"current", "actual_balloon_bytes", "Current balloon size.", prometheus.GaugeValue, kib},
+		{"swap_in", "swap_in_bytes", "Memory the guest has swapped in since boot.", prometheus.GaugeValue, kib},
+		{"swap_out", "swap_out_bytes", "Memory the guest has swapped out since boot.", prometheus.GaugeValue, kib},
+		{"major_fault", "major_fault_total", "Page faults in the guest that needed disk I/O.", prometheus.CounterValue, 1},
+		{"minor_fault", "minor_fault_total", "Page faults in the guest without disk I/O.", prometheus.CounterValue, 1},
+		{"unused", "unused_bytes", "Memory the guest leaves unused (MemFree).", prometheus.GaugeValue, kib},
+		{"available", "available_bytes", "Memory the guest sees (MemTotal).", prometheus.GaugeValue, kib},
+		{"usable", "usable_bytes", "Memory the guest can use without swapping (MemAvailable).", prometheus.GaugeValue, kib},
+		{"rss", "rss_bytes", "Resident set size of the QEMU process on the host.", prometheus.GaugeValue, kib},
+		{"disk_caches", "disk_cache_bytes", "Guest page cache that can be reclaimed.", prometheus.GaugeValue, kib},
+		{"last-update", "last_update_timestamp_seconds", "When the guest last updated its balloon statistics.", prometheus.GaugeValue, 1},
+	} {
+		d.balloon = append(d.balloon, balloonMetric{field: b.field, desc: desc("domain_memory_stats", b.name, b.help, dl...), valueType: b.vt, scale: b.scale})
+	}
+	const ns = 1e-9
+	for _, m := range []struct {
+		field, name, help string
+		vt                prometheus.ValueType
+		scale             float64
+	}{
+		{"rd.bytes", "read_bytes_total", "Bytes read from the block device.", prometheus.CounterValue, 1},
+		{"rd.reqs", "read_requests_total", "Read requests on the block device.", prometheus.CounterValue, 1},
+		{"rd.times", "read_time_seconds_total", "Time spent reading from the block device.", prometheus.CounterValue, ns},
+		{"wr.bytes", "write_bytes_total", "Bytes written to the block device.", prometheus.CounterValue, 1},
+		{"wr.reqs", "write_requests_total", "Write requests on the block device.", prometheus.CounterValue, 1},
+		{"wr.times", "write_time_seconds_total", "Time spent writing to the block device.", prometheus.CounterValue, ns},
+		{"fl.reqs", "flush_requests_total", "Flush requests on the block device.", prometheus.CounterValue, 1},
+		{"fl.times", "flush_time_seconds_total", "Time spent flushing the block device.", prometheus.CounterValue, ns},
+		{"capacity", "capacity_bytes", "Logical size of the block device's image.", prometheus.GaugeValue, 1},
+		{"allocation", "allocation_bytes", "Highest allocated extent of the image (host side).", prometheus.GaugeValue, 1},
+		{"physical", "physical_bytes", "Physical size of the image on the host.", prometheus.GaugeValue, 1},
+	} {
+		d.block = append(d.block, deviceMetric{field: m.field, desc: desc("domain_block_stats", m.name, m.help, devl...), valueType: m.vt, scale: m.scale})
+	}
+	for _, m := range []struct{ field, name, help string }{
+		{"rx.bytes", "receive_bytes_total", "Bytes received on the interface."},
+		{"rx.pkts", "receive_packets_total", "Packets received on the interface."},
+		{"rx.errs", "receive_errors_total", "Receive errors on the interface."},
+		{"rx.drop", "receive_drops_total", "Receive drops on the interface."},
+		{"tx.bytes", "transmit_bytes_total", "Bytes transmitted on the interface."},
+		{"tx.pkts", "transmit_packets_total", "Packets transmitted on the interface."},
+		{"tx.errs", "transmit_errors_total", "Transmit errors on the interface."},
+		{"tx.drop", "transmit_drops_total", "Transmit drops on the interface."},
+	} {
+		d.iface = append(d.iface, deviceMetric{field: m.field, desc: desc("domain_interface_stats", m.name, m.help, devl...), valueType: prometheus.CounterValue, scale: 1})
+	}
+	return d
+}
+
+func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{
+		d.up, d.domains, d.scrapeDuration, d.rpcCalls, d.partSuccess, d.partDuration,
+		d.domainInfo, d.domainScrapeSuccess, d.state, d.vcpus, d.maxMemory, d.memoryUsage, d.cpuTime,
+		d.autostart, d.snapshots, d.snapshotOldest, d.snapshotNewest, d.memUsedPercent,
+		d.vcpuCurrent, d.vcpuMaximum, d.vcpuState, d.vcpuTime, d.vcpuWait, d.vcpuDelay,
+		d.blockInfo, d.ifaceInfo,
+	} {
+		ch <- x
+	}
+	for _, b := range d.balloon {
+		ch <- b.desc
+	}
+	for _, m := range d.block {
+		ch <- m.desc
+	}
+	for _, m := range d.iface {
+		ch <- m.desc
+	}
+}
+
+func gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+}
+
+// emitDomain writes every metric of one domain. Values libvirt did not report
+// are left out rather than exported as zero, except where zero is the truth
+// (CPU time of a shut-off domain).
+func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
+	name := r.name
+	s := r.stats
+
+	gauge(ch, d.domainScrapeSuccess, boolFloat(len(r.errs) == 0 && s.HasState), name)
+	if r.meta != nil {
+		gauge(ch, d.domainInfo, 1, name, r.uuid, r.meta.Role)
+	}
+	if s.HasState {
+		desc, ok := stateDescriptions[s.State]
+		if !ok {
+			desc = "unknown state " + strconv.Itoa(s.State)
+		}
+		gauge(ch, d.state, float64(s.State), name, desc)
+	}
+
+	switch {
+	case s.HasVCPU && s.VCPUCurrent > 0:
+		gauge(ch, d.vcpus, s.VCPUCurrent, name)
+	case r.meta != nil && r.meta.VCPUs > 0:
+		gauge(ch, d.vcpus, float64(r.meta.VCPUs), name)
+	}
+	if v, ok := s.Balloon["maximum"]; ok && v > 0 {
+		gauge(ch, d.maxMemory, v*1024, name)
+	} else if r.meta != nil && r.meta.MaxMemoryKiB > 0 {
+		gauge(ch, d.maxMemory, float64(r.meta.MaxMemoryKiB)*1024, name)
+	}
+	if v, ok := s.Balloon["current"]; ok && v > 0 {
+		gauge(ch, d.memoryUsage, v*1024, name)
+	} else if r.meta != nil && r.meta.CurMemoryKiB > 0 {
+		gauge(ch, d.memoryUsage, float64(r.meta.CurMemoryKiB)*1024, name)
+	}
+	if s.HasCPUTime {
+		ch <- prometheus.MustNewConstMetric(d.cpuTime, prometheus.CounterValue, s.CPUTime*1e-9, name)
+	} else if s.HasState && s.State == stateShutoff {
+		ch <- prometheus.MustNewConstMetric(d.cpuTime, prometheus.CounterValue, 0, name)
+	}
+
+	if r.autostart != nil {
+		gauge(ch, d.autostart, boolFloat(*r.autostart), name)
+	}
+	if r.snapshots != nil {
+		gauge(ch, d.snapshots, float64(len(r.snapshots)), name)
+		if len(r.snapshots) > 0 {
+			gauge(ch, d.snapshotOldest, float64(slices.Min(r.snapshots)), name)
+			gauge(ch, d.snapshotNewest, float64(slices.Max(r.snapshots)), name)
+		}
+	}
+
+	for _, b := range d.balloon {
+		if v, ok := s.Balloon[b.field]; ok {
+			ch <- prometheus.MustNewConstMetric(b.desc, b.valueType, v*b.scale, name)
+		}
+	}
+	if avail, ok := s.Balloon["available"]; ok && avail > 0 {
+		if usable, ok := s.Balloon["usable"]; ok {
+			gauge(ch, d.memUsedPercent, (avail-usable)/avail*100, name)
+		}
+	}
+
+	if s.HasVCPU {
+		gauge(ch, d.vcpuCurrent, s.VCPUCurrent, name)
+		gauge(ch, d.vcpuMaximum, s.VCPUMaximum, name)
+	}
+	for _, i := range sortedIndexes(s.VCPUs) {
+		f := s.VCPUs[i].Fields
+		vcpu := strconv.Itoa(i)
+		if v, ok := f["state"]; ok {
+			gauge(ch, d.vcpuState, v, name, vcpu)
+		}
+		for key, desc := range map[string]*prometheus.Desc{"time": d.vcpuTime, "wait": d.vcpuWait, "delay": d.vcpuDelay} {
+			if v, ok := f[key]; ok {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v*1e-9, name, vcpu)
+			}
+		}
+	}
+
+	seen := map[string]bool{}
+	for _, i := range sortedIndexes(s.Block) {
+		b := s.Block[i]
+		if b.Name == "" || seen[b.Name] {
+			continue // backing-chain entries repeat the name
+		}
+		seen[b.Name] = true
+		src := b.Path
+		if r.meta != nil && src == "" {
+			src = r.meta.Disks[b.Name].SourceFile
+		}
+		gauge(ch, d.blockInfo, 1, name, b.Name, src)
+		for _, m := range d.block {
+			if v, ok := b.Fields[m.field]; ok {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.valueType, v*m.scale, name, b.Name)
+			}
+		}
+	}
+	clear(seen)
+	for _, i := range sortedIndexes(s.Net) {
+		n := s.Net[i]
+		if n.Name == "" || seen[n.Name] {
+			continue
+		}
+		seen[n.Name] = true
+		var im interfaceMeta
+		if r.meta != nil {
+			im = r.meta.Interfaces[n.Name]
+		}
+		gauge(ch, d.ifaceInfo, 1, name, n.Name, im.SourceBridge, strings.ToLower(im.MACAddress))
+		for _, m := range d.iface {
+			if v, ok := n.Fields[m.field]; ok {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.valueType, v*m.scale, name, n.Name)
+			}
+		}
+	}
+}
+
+func sortedIndexes[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,327 @@
+// Package testenv starts the real components the tests run against: a
+// private libvirtd, the exporter binary, Prometheus. Everything lives in the
+// test's temp dir and on loopback, and is stopped by t.Cleanup.
+//
+// A component that is missing skips the test with an install hint, except
+// under CI=true, where it fails the test: CI must never pass by skipping.
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// InCI reports whether the tests run in CI, where missing components fail.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips (or under CI fails) the test because a component is absent.
+func Missing(t testing.TB, what, hint string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is required in CI but missing: %s", what, hint)
+	}
+	t.Skipf("%s is missing; %s (or run `make test` as root, which installs it)", what, hint)
+}
+
+// LookPath returns the path of a program or skips/fails the test.
+func LookPath(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
+				return filepath.Join(dir, name)
+			}
+		}
+		Missing(t, name, "apt-get install -y "+debianPackage)
+	}
+	return p
+}
+
+// RepoRoot returns the module root, found from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// ExporterBinary builds cmd/vmhost_exporter once per test process.
+func ExporterBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vmhost-exporter-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "vmhost_exporter")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/vmhost_exporter")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// FreePort returns a loopback address with a port that was free a moment ago.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// Process is a started program whose output is kept for failure messages.
+type Process struct {
+	Cmd    *exec.Cmd
+	output *syncBuffer
+	done   chan struct{}
+}
+
+// Exited is closed when the process has ended.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// Signal sends sig and, for SIGKILL, waits until the process is gone.
+func (p *Process) Signal(sig os.Signal) {
+	_ = p.Cmd.Process.Signal(sig)
+	if sig == os.Kill {
+		<-p.done
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Output is what the process printed so far (stdout and stderr).
+func (p *Process) Output() string { return p.output.String() }
+
+// Start runs a program until the test ends.
+func Start(t testing.TB, name string, args ...string) *Process {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	p := &Process{Cmd: cmd, output: out, done: done}
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(name), tail(out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// WaitHTTP polls url until it answers 200 or the deadline passes.
+func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer 200 within %s (last error: %v)", url, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Exporter is a running vmhost_exporter.
+type Exporter struct {
+	*Process
+	URL string // base URL, e.g. http://127.0.0.1:1234
+}
+
+// StartExporter starts the exporter binary on a free loopback port with the
+// given extra flags and waits until /metrics answers. Unless the caller
+// names a libvirt socket, libvirt is pointed at a socket that does not exist,
+// so no test ever talks to the system libvirtd.
+func StartExporter(t testing.TB, args ...string) *Exporter {
+	t.Helper()
+	bin := ExporterBinary(t)
+	addr := FreePort(t)
+	all := []string{"--web.listen-address=" + addr}
+	if !hasFlag(args, "--libvirt.socket") {
+		all = append(all, "--libvirt.socket="+filepath.Join(t.TempDir(), "no-libvirt-sock"))
+	}
+	if !hasFlag(args, "--backup.config-file") {
+		// An empty job list: the system's /etc/vmhost_exporter is never read.
+		empty := filepath.Join(t.TempDir(), "backup.yml")
+		if err := os.WriteFile(empty, []byte("jobs: []\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, "--backup.config-file="+empty)
+	}
+	all = append(all, args...)
+	p := Start(t, bin, all...)
+	e := &Exporter{Process: p, URL: "http://" + addr}
+	WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
+	return e
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// Scrape fetches and parses a /metrics page.
+func Scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("scraping %s: status %d: %s", url, resp.StatusCode, body)
+	}
+	families, err := ParseText(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", url, err)
+	}
+	return families
+}
+
+// ParseText parses the Prometheus text format.
+func ParseText(r io.Reader) (map[string]*dto.MetricFamily, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(r)
+}
+
+// Value returns the value of the sample of family name whose labels include
+// all of want, and whether one was found.
+func Value(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	mf, ok := families[name]
+	if !ok {
+		return 0, false
+	}
+	for _, m := range mf.GetMetric() {
+		if !labelsMatch(m, want) {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func labelsMatch(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		have[lp.GetName()] = lp.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadMeminfo returns a /proc/meminfo field in bytes.
+func ReadMeminfo(t testing.TB, field string) float64 {
+	t.Helper()
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, rest, ok := strings.Cut(sc.Text(), ":")
+		if !ok || name != field {
+			continue
+		}
+		var v float64
+		var unit string
+		fmt.Sscan(rest, &v, &unit)
+		if unit == "kB" {
+			v *= 1024
+		}
+		return v
+	}
+	t.Fatalf("/proc/meminfo has no %s", field)
+	return 0
+}

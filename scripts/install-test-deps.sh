@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on Debian 12 (REQUIREMENTS §6) and
+# prepares the host for a private libvirtd. Idempotent: does nothing when
+# everything is present. Needs root for apt-get; without root it only
+# reports what is missing, so the tests can skip (or fail under CI=true).
+set -euo pipefail
+
+packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "$(id -u)" != 0 ]; then
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-test-deps: not root; missing packages: ${missing[*]}" >&2
+    echo "install-test-deps: run as root or: apt-get install -y ${missing[*]}" >&2
+  fi
+  exit 0
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The QEMU driver refuses to load without these accounts.
+getent group kvm >/dev/null || groupadd -r kvm
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+
+# No virtlogd runs in the test environment: QEMU must log to plain files.
+conf=/etc/libvirt/qemu.conf
+mkdir -p /etc/libvirt
+if ! grep -qs '^stdio_handler *= *"file"' "$conf"; then
+  echo 'stdio_handler = "file"' >>"$conf"
+fi
