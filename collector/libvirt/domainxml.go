@@ -163,11 +163,11 @@ func parseDomainXML(doc string) (domainMeta, error) {
 }
 
 func normaliseRole(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if len(s) > maxRoleLength {
-		s = s[:maxRoleLength]
+	r := []rune(strings.ToLower(strings.TrimSpace(strings.ToValidUTF8(s, ""))))
+	if len(r) > maxRoleLength {
+		r = r[:maxRoleLength]
 	}
-	return strings.ToValidUTF8(s, "")
+	return string(r)
 }
 
 // toKiB converts a libvirt memory element to KiB; libvirt's default unit is

@@ -41,6 +41,7 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	lockHostWideLibvirtd(t)
 	l := &Libvirtd{t: t, Dir: dir, RunDir: filepath.Join(dir, "run"), Conf: filepath.Join(dir, "libvirtd.conf"), bin: bin}
 	l.SockRO = filepath.Join(l.RunDir, "libvirt-sock-ro")
 	l.SockRW = filepath.Join(l.RunDir, "libvirt-sock")
@@ -67,7 +68,7 @@ func (l *Libvirtd) Start() {
 	l.t.Helper()
 	_ = os.Remove(l.SockRO)
 	_ = os.Remove(l.SockRW)
-	l.process = Start(l.t, l.bin, "-f", l.Conf)
+	l.process = Start(l.t, l.bin, "-f", l.Conf, "-p", filepath.Join(l.Dir, "libvirtd.pid"))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := os.Stat(l.SockRO); err == nil {
@@ -137,4 +138,22 @@ func (l *Libvirtd) MustVirsh(uri string, args ...string) string {
 		l.t.Fatalf("virsh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// lockHostWideLibvirtd serialises private libvirtds across test binaries
+// (go test runs packages in parallel): the QEMU driver keeps its state in
+// the fixed /run/libvirt/qemu, which only one daemon at a time may own.
+func lockHostWideLibvirtd(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "vmhost-exporter-libvirtd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// volatile matches exposition lines whose value changes from run to run;
+// they are left out of the golden file (their presence is still checked).
+var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total`)
+
+// ownMetrics keeps the lines (HELP, TYPE and samples) of this project's own
+// metric families: node_* are node_exporter's and keep its names, which
+// promtool's linter does not like (camelCase meminfo names).
+func ownMetrics(t *testing.T, body string) string {
+	t.Helper()
+	var b strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name := strings.TrimPrefix(strings.TrimPrefix(line, "# HELP "), "# TYPE ")
+		if !strings.HasPrefix(name, "libvirt_") && !strings.HasPrefix(name, "vmhost_backup_") {
+			continue
+		}
+		if volatile.MatchString(name) {
+			continue
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func fetch(t *testing.T, url string) (string, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", url, resp.StatusCode, body)
+	}
+	return string(body), time.Since(start)
+}
+
+// TestEndToEndGolden runs the binary against a private libvirtd with the
+// test-driver fixture and compares the project's own metrics with a golden
+// file, which promtool must accept.
+func TestEndToEndGolden(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	node, _ := filepath.Abs("../../collector/libvirt/testdata/node.xml")
+	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node))
+	body, _ := fetch(t, e.URL+"/metrics")
+	got := ownMetrics(t, body)
+
+	golden := "testdata/e2e.golden"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/vmhost_exporter -run Golden -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("own metrics differ from %s (rerun with -update if intended):\n%s", golden, lineDiff(string(want), got))
+	}
+	for _, name := range []string{"libvirt_scrape_duration_seconds", "libvirt_rpc_calls_total", "node_memory_MemTotal_bytes"} {
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("%s missing from /metrics", name)
+		}
+	}
+
+	promtool := testenv.LookPath(t, "promtool", "prometheus")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(got)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func lineDiff(want, got string) string {
+	w := map[string]bool{}
+	for _, l := range strings.Split(want, "\n") {
+		w[l] = true
+	}
+	g := map[string]bool{}
+	for _, l := range strings.Split(got, "\n") {
+		g[l] = true
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(want, "\n") {
+		if !g[l] {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if !w[l] {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestLibvirtdOutageKeepsHostMetrics: with libvirtd killed, a scrape of the
+// real binary answers within the timeout with libvirt_up 0 and every host
+// metric, and recovers after libvirtd restarts, without an exporter restart.
+func TestLibvirtdOutageKeepsHostMetrics(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	node, _ := filepath.Abs("../../collector/libvirt/testdata/node.xml")
+	const timeout = 2 * time.Second
+	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--libvirt.timeout=2s")
+
+	check := func(step string, wantUp float64) {
+		t.Helper()
+		start := time.Now()
+		mf := testenv.Scrape(t, e.URL+"/metrics")
+		if took := time.Since(start); took > timeout+2*time.Second {
+			t.Errorf("%s: scrape took %s", step, took)
+		}
+		if v, ok := testenv.Value(mf, "libvirt_up", nil); !ok || v != wantUp {
+			t.Errorf("%s: libvirt_up = %v (present %v), want %v", step, v, ok, wantUp)
+		}
+		if v, _ := testenv.Value(mf, "node_memory_MemTotal_bytes", nil); v != testenv.ReadMeminfo(t, "MemTotal") {
+			t.Errorf("%s: node_memory_MemTotal_bytes = %v", step, v)
+		}
+		if _, ok := testenv.Value(mf, "node_cpu_seconds_total", map[string]string{"cpu": "0", "mode": "idle"}); !ok {
+			t.Errorf("%s: node_cpu_seconds_total missing", step)
+		}
+	}
+	check("healthy", 1)
+	l.Kill()
+	check("libvirtd killed", 0)
+	l.Start()
+	check("libvirtd restarted", 1)
+	l.Freeze()
+	check("libvirtd frozen", 0)
+	l.Thaw()
+	check("libvirtd thawed", 1)
+}

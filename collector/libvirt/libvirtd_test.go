@@ -1,0 +1,357 @@
+package libvirt
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func nodeXML(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("testdata/node.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newRegistry(t *testing.T, c *Collector) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return reg
+}
+
+func gather(t *testing.T, reg prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}
+
+func mustValue(t *testing.T, mf map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	v, ok := testenv.Value(mf, name, labels)
+	if !ok {
+		t.Fatalf("%s%v missing", name, labels)
+	}
+	return v
+}
+
+// TestTestDriverDomains checks exact values for one domain in each state,
+// with role metadata and snapshots, against the fixture testdata/node.xml.
+func TestTestDriverDomains(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	c := New(Config{Socket: l.SockRO, URI: testenv.TestURI(nodeXML(t)), Timeout: 5 * time.Second}, testLogger())
+	reg := newRegistry(t, c)
+
+	expected, err := os.Open("testdata/testdriver.prom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer expected.Close()
+	if err := testutil.GatherAndCompare(reg, expected,
+		"libvirt_up", "libvirt_domains", "libvirt_domain_info", "libvirt_domain_info_state",
+		"libvirt_domain_info_virtual_cpus", "libvirt_domain_info_maximum_memory_bytes",
+		"libvirt_domain_info_memory_usage_bytes", "libvirt_domain_info_cpu_time_seconds_total",
+		"libvirt_domain_autostart", "libvirt_domain_snapshots",
+		"libvirt_domain_snapshot_oldest_timestamp_seconds", "libvirt_domain_snapshot_newest_timestamp_seconds",
+		"libvirt_domain_scrape_success", "libvirt_scrape_part_success",
+	); err != nil {
+		t.Error(err)
+	}
+
+	// A second scrape is served from the caches: one stats call, two domain
+	// listings and one snapshot listing per domain with snapshots (web1,
+	// app1), and no XML fetches.
+	before := c.RPCCalls()
+	gather(t, reg)
+	if got, want := c.RPCCalls()-before, uint64(5); got != want {
+		t.Errorf("RPCs in a warm scrape = %d, want %d", got, want)
+	}
+}
+
+const qemuDomainXML = `<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <metadata>
+    <vmhost:vm xmlns:vmhost='https://github.com/vmhost-exporter/vmhost_exporter/xmlns/vm/1'><vmhost:role>%s</vmhost:role></vmhost:vm>
+  </metadata>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'><model type='virtio'/></interface>
+    <memballoon model='virtio'><stats period='1'/></memballoon>
+  </devices>
+</domain>
+`
+
+// defineQEMU defines (and undefines at cleanup) a small TCG domain with a
+// sparse raw disk in the daemon's temp dir.
+func defineQEMU(t *testing.T, l *testenv.Libvirtd, name, role string) {
+	t.Helper()
+	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	disk := filepath.Join(l.Dir, name+".img")
+	f, err := os.Create(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(16 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	xmlPath := filepath.Join(l.Dir, name+".xml")
+	if err := os.WriteFile(xmlPath, fmt.Appendf(nil, qemuDomainXML, name, role, disk), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.MustVirsh("qemu:///system", "define", xmlPath)
+	t.Cleanup(func() {
+		_, _ = l.Virsh("qemu:///system", "destroy", name)
+		_, _ = l.Virsh("qemu:///system", "undefine", name)
+	})
+}
+
+func TestQEMUDomains(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	prefix := fmt.Sprintf("vmhtest-%d-", os.Getpid())
+	vmA, vmB, vmC := prefix+"a", prefix+"b", prefix+"c"
+	defineQEMU(t, l, vmA, "app")
+	defineQEMU(t, l, vmB, "db")
+	defineQEMU(t, l, vmC, "web") // defined, never started, autostart on
+	l.MustVirsh("qemu:///system", "start", vmA)
+	l.MustVirsh("qemu:///system", "start", vmB)
+	l.MustVirsh("qemu:///system", "autostart", vmC)
+
+	c := New(Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 5 * time.Second}, testLogger())
+	reg := newRegistry(t, c)
+
+	// Let the guests burn some CPU in the firmware.
+	deadline := time.Now().Add(20 * time.Second)
+	var mf map[string]*dto.MetricFamily
+	for {
+		mf = gather(t, reg)
+		a, _ := testenv.Value(mf, "libvirt_domain_info_cpu_time_seconds_total", map[string]string{"domain": vmA})
+		b, _ := testenv.Value(mf, "libvirt_domain_info_cpu_time_seconds_total", map[string]string{"domain": vmB})
+		if a > 0 && b > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if v := mustValue(t, mf, "libvirt_up", nil); v != 1 {
+		t.Fatalf("libvirt_up = %v", v)
+	}
+	for _, vm := range []struct{ name, role string }{{vmA, "app"}, {vmB, "db"}} {
+		d := map[string]string{"domain": vm.name}
+		if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vm.name, "state_desc": "the domain is running"}); v != 1 {
+			t.Errorf("%s state = %v, want 1", vm.name, v)
+		}
+		mustValue(t, mf, "libvirt_domain_info", map[string]string{"domain": vm.name, "role": vm.role})
+		if v := mustValue(t, mf, "libvirt_domain_info_cpu_time_seconds_total", d); v <= 0 {
+			t.Errorf("%s cpu time = %v, want > 0", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_info_virtual_cpus", d); v != 1 {
+			t.Errorf("%s vcpus = %v, want 1", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_info_maximum_memory_bytes", d); v != 64<<20 {
+			t.Errorf("%s max memory = %v, want 64 MiB", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_memory_stats_actual_balloon_bytes", d); v != 64<<20 {
+			t.Errorf("%s balloon = %v, want 64 MiB", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_memory_stats_rss_bytes", d); v <= 0 {
+			t.Errorf("%s rss = %v, want > 0", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_vcpu_current", d); v != 1 {
+			t.Errorf("%s vcpu current = %v", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_vcpu_time_seconds_total", map[string]string{"domain": vm.name, "vcpu": "0"}); v <= 0 {
+			t.Errorf("%s vcpu 0 time = %v, want > 0", vm.name, v)
+		}
+		blk := map[string]string{"domain": vm.name, "target_device": "vda"}
+		if v := mustValue(t, mf, "libvirt_domain_block_stats_capacity_bytes", blk); v != 16<<20 {
+			t.Errorf("%s vda capacity = %v, want 16 MiB", vm.name, v)
+		}
+		mustValue(t, mf, "libvirt_domain_block_stats_read_bytes_total", blk)
+		mustValue(t, mf, "libvirt_domain_block_stats_info", map[string]string{"domain": vm.name, "target_device": "vda", "source_file": filepath.Join(l.Dir, vm.name+".img")})
+		if v := mustValue(t, mf, "libvirt_domain_autostart", d); v != 0 {
+			t.Errorf("%s autostart = %v, want 0", vm.name, v)
+		}
+		if v := mustValue(t, mf, "libvirt_domain_scrape_success", d); v != 1 {
+			t.Errorf("%s scrape_success = %v", vm.name, v)
+		}
+	}
+	// No guest balloon driver runs in the firmware: guest memory figures
+	// must be absent, not zero, so VM memory alerts stay silent.
+	if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_usable_bytes", map[string]string{"domain": vmA}); ok {
+		t.Error("usable_bytes exported for a guest without balloon statistics")
+	}
+	if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_used_percent", map[string]string{"domain": vmA}); ok {
+		t.Error("used_percent exported for a guest without balloon statistics")
+	}
+
+	dC := map[string]string{"domain": vmC}
+	if v := mustValue(t, mf, "libvirt_domain_autostart", dC); v != 1 {
+		t.Errorf("%s autostart = %v, want 1", vmC, v)
+	}
+	if v := mustValue(t, mf, "libvirt_domain_info_state", dC); v != 5 {
+		t.Errorf("%s state = %v, want 5 (shut off)", vmC, v)
+	}
+	mustValue(t, mf, "libvirt_domain_info", map[string]string{"domain": vmC, "role": "web"})
+
+	// Shut one VM off mid-test: the next scrape shows it as shut off, its
+	// running-only stats are gone and the other VM is unaffected.
+	l.MustVirsh("qemu:///system", "destroy", vmB)
+	mf = gather(t, reg)
+	if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vmB, "state_desc": "the domain is shut off"}); v != 5 {
+		t.Errorf("%s state after destroy = %v, want 5", vmB, v)
+	}
+	if _, ok := testenv.Value(mf, "libvirt_domain_vcpu_time_seconds_total", map[string]string{"domain": vmB}); ok {
+		t.Errorf("%s still has vCPU time after destroy", vmB)
+	}
+	if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vmA}); v != 1 {
+		t.Errorf("%s state = %v, want 1", vmA, v)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// settle waits for goroutines of finished work to exit before counting.
+func settle(t *testing.T, limit int) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= limit || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLibvirtdFaults kills, restarts and freezes libvirtd under the
+// collector: every scrape must answer within the timeout, say libvirt_up 0
+// while libvirtd is gone, and recover without a new collector.
+func TestLibvirtdFaults(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	const timeout = 2 * time.Second
+	c := New(Config{Socket: l.SockRO, URI: testenv.TestURI(nodeXML(t)), Timeout: timeout}, testLogger())
+	reg := newRegistry(t, c)
+
+	scrape := func(step string) (up float64, took time.Duration) {
+		t.Helper()
+		start := time.Now()
+		mf := gather(t, reg)
+		took = time.Since(start)
+		if took > timeout+time.Second {
+			t.Errorf("%s: scrape took %s, want at most the %s timeout (+1s)", step, took, timeout)
+		}
+		return mustValue(t, mf, "libvirt_up", nil), took
+	}
+
+	if up, _ := scrape("healthy"); up != 1 {
+		t.Fatalf("healthy: libvirt_up = %v", up)
+	}
+
+	l.Kill()
+	if up, _ := scrape("killed"); up != 0 {
+		t.Errorf("killed: libvirt_up = %v, want 0", up)
+	}
+	if up, _ := scrape("still dead"); up != 0 {
+		t.Errorf("still dead: libvirt_up = %v, want 0", up)
+	}
+
+	l.Start()
+	if up, _ := scrape("restarted"); up != 1 {
+		t.Errorf("restarted: libvirt_up = %v, want 1 without restarting the exporter", up)
+	}
+
+	l.Freeze()
+	up, took := scrape("frozen")
+	if up != 0 {
+		t.Errorf("frozen: libvirt_up = %v, want 0", up)
+	}
+	if took < timeout/2 {
+		t.Errorf("frozen: scrape took only %s; was libvirtd really frozen?", took)
+	}
+	l.Thaw()
+	if up, _ := scrape("thawed"); up != 1 {
+		t.Errorf("thawed: libvirt_up = %v, want 1", up)
+	}
+}
+
+// TestNoLeaksOverManyScrapes: 100 scrapes, with a libvirtd restart in the
+// middle, leave the goroutine and fd counts where they were.
+func TestNoLeaksOverManyScrapes(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	c := New(Config{Socket: l.SockRO, URI: testenv.TestURI(nodeXML(t)), Timeout: 2 * time.Second}, testLogger())
+	reg := newRegistry(t, c)
+
+	gather(t, reg) // connect, warm caches
+	g0, fd0 := settle(t, 0), countFDs(t)
+	for i := range 100 {
+		if i == 50 {
+			l.Kill()
+			gather(t, reg)
+			l.Start()
+		}
+		mf := gather(t, reg)
+		if v := mustValue(t, mf, "libvirt_up", nil); v != 1 {
+			t.Fatalf("scrape %d: libvirt_up = %v", i, v)
+		}
+	}
+	g1 := settle(t, g0)
+	fd1 := countFDs(t)
+	if g1 > g0 {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Errorf("goroutines grew from %d to %d over 100 scrapes:\n%s", g0, g1, trimStacks(string(buf[:n])))
+	}
+	if fd1 > fd0 {
+		t.Errorf("open fds grew from %d to %d over 100 scrapes", fd0, fd1)
+	}
+}
+
+func trimStacks(s string) string {
+	if len(s) > 8000 {
+		return s[:8000] + "\n..."
+	}
+	return strings.TrimSpace(s)
+}

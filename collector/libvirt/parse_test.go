@@ -1,0 +1,153 @@
+package libvirt
+
+import (
+	"math"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+)
+
+func TestParseDomainXML(t *testing.T) {
+	for _, tc := range []struct {
+		file    string
+		want    domainMeta
+		wantErr string
+	}{
+		{
+			file: "domain-qemu.xml",
+			want: domainMeta{
+				Name: "db-prod-1", UUID: "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b44", Role: "db",
+				VCPUs: 4, MaxMemoryKiB: 16777216, CurMemoryKiB: 8388608,
+				Disks: map[string]diskMeta{
+					"vda": {SourceFile: "/var/lib/libvirt/images/db-prod-1.qcow2"},
+					"vdb": {SourceFile: "/dev/vg0/db-prod-1-data"},
+				},
+				Interfaces: map[string]interfaceMeta{
+					"vnet3": {SourceBridge: "br0", MACAddress: "52:54:00:AB:CD:EF"},
+					"vnet4": {SourceBridge: "default", MACAddress: "52:54:00:11:22:33"},
+				},
+			},
+		},
+		{
+			file: "domain-no-metadata.xml",
+			want: domainMeta{
+				Name: "plain", UUID: "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b45",
+				VCPUs: 1, MaxMemoryKiB: 1048576, CurMemoryKiB: 1048576,
+				Disks: map[string]diskMeta{}, Interfaces: map[string]interfaceMeta{},
+			},
+		},
+		{
+			// A role element in someone else's namespace is not ours.
+			file: "domain-foreign-role.xml",
+			want: domainMeta{
+				Name: "foreign", UUID: "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b46",
+				VCPUs: 2, MaxMemoryKiB: 2 * 1024 * 1024, CurMemoryKiB: 2 * 1024 * 1024,
+				Disks: map[string]diskMeta{}, Interfaces: map[string]interfaceMeta{},
+			},
+		},
+		{file: "domain-truncated.xml", wantErr: "parsing domain XML"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			doc, err := os.ReadFile("testdata/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := parseDomainXML(string(doc))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNormaliseRole(t *testing.T) {
+	for in, want := range map[string]string{
+		" DB\n":                  "db",
+		"web":                    "web",
+		strings.Repeat("x", 200): strings.Repeat("x", maxRoleLength),
+		"bad\xffutf8":            "badutf8",
+	} {
+		if got := normaliseRole(in); got != want {
+			t.Errorf("normaliseRole(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func param(field string, v any) golibvirt.TypedParam {
+	return golibvirt.TypedParam{Field: field, Value: golibvirt.TypedParamValue{I: v}}
+}
+
+func TestParseDomainStats(t *testing.T) {
+	s := parseDomainStats([]golibvirt.TypedParam{
+		param("state.state", int32(1)),
+		param("cpu.time", uint64(849762000)),
+		param("balloon.current", uint64(65536)),
+		param("balloon.rss", uint64(43048)),
+		param("vcpu.current", uint32(2)),
+		param("vcpu.maximum", uint32(4)),
+		param("vcpu.0.time", uint64(170000000)),
+		param("vcpu.1.state", int32(1)),
+		param("net.0.name", "vnet0"),
+		param("net.0.rx.bytes", uint64(1000)),
+		param("block.0.name", "vda"),
+		param("block.0.path", "/img/a.raw"),
+		param("block.0.capacity", uint64(16777216)),
+		// Hostile or broken input is ignored, never exported.
+		param("block.99999999.rd.bytes", uint64(1)),
+		param("block.-1.rd.bytes", uint64(1)),
+		param("block.x.rd.bytes", uint64(1)),
+		param("net.1.rx.bytes", "not a number"),
+		param("balloon.usable", math.NaN()),
+		param("cpu.time.extra", struct{}{}),
+	})
+	if !s.HasState || s.State != 1 {
+		t.Errorf("state = %v %v", s.State, s.HasState)
+	}
+	if !s.HasCPUTime || s.CPUTime != 849762000 {
+		t.Errorf("cpu.time = %v", s.CPUTime)
+	}
+	if s.Balloon["current"] != 65536 || s.Balloon["rss"] != 43048 {
+		t.Errorf("balloon = %v", s.Balloon)
+	}
+	if _, ok := s.Balloon["usable"]; ok {
+		t.Error("NaN balloon.usable was kept")
+	}
+	if s.VCPUCurrent != 2 || s.VCPUMaximum != 4 || s.VCPUs[0].Fields["time"] != 170000000 || s.VCPUs[1].Fields["state"] != 1 {
+		t.Errorf("vcpu = %+v %+v", s, s.VCPUs)
+	}
+	if len(s.Block) != 1 || s.Block[0].Name != "vda" || s.Block[0].Path != "/img/a.raw" || s.Block[0].Fields["capacity"] != 16777216 {
+		t.Errorf("block = %+v", s.Block)
+	}
+	if s.Net[0].Name != "vnet0" || s.Net[0].Fields["rx.bytes"] != 1000 || len(s.Net[1].Fields) != 0 {
+		t.Errorf("net = %+v %+v", s.Net[0], s.Net[1])
+	}
+}
+
+func TestFormatUUID(t *testing.T) {
+	u := golibvirt.UUID{0x3c, 0x1d, 0x8a, 0x2e, 0x5b, 0x7f, 0x4e, 0x4a, 0x9d, 0x35, 0x0a, 0x3a, 0x7f, 0x1e, 0x2b, 0x44}
+	if got, want := formatUUID(u), "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b44"; got != want {
+		t.Errorf("formatUUID = %s, want %s", got, want)
+	}
+}
+
+func TestParseSnapshotCreationTime(t *testing.T) {
+	got, err := parseSnapshotCreationTime("<domainsnapshot><name>s1</name><creationTime>1700000000</creationTime></domainsnapshot>")
+	if err != nil || got != 1700000000 {
+		t.Errorf("got %d, %v", got, err)
+	}
+	if _, err := parseSnapshotCreationTime("<domainsnapshot><creationTime>soon"); err == nil {
+		t.Error("truncated snapshot XML accepted")
+	}
+}
