@@ -31,12 +31,12 @@ type Config struct {
 
 // Job is one monitored backup.
 type Job struct {
-	Name    string         `yaml:"name"`
-	Type    string         `yaml:"type"`
-	MaxAge  Duration       `yaml:"max_age"`
-	Path    string         `yaml:"path,omitempty"`
-	LogFile string         `yaml:"log_file,omitempty"`
-	Glob    string         `yaml:"glob,omitempty"`
+	Name    string   `yaml:"name"`
+	Type    string   `yaml:"type"`
+	MaxAge  Duration `yaml:"max_age"`
+	Path    string   `yaml:"path,omitempty"`
+	LogFile string   `yaml:"log_file,omitempty"`
+	Glob    string   `yaml:"glob,omitempty"`
 }
 
 // LoadConfig reads and validates a config file. Errors name the file and,
