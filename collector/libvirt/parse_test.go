@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestParseDomainXML(t *testing.T) {
@@ -149,5 +151,45 @@ func TestParseSnapshotCreationTime(t *testing.T) {
 	}
 	if _, err := parseSnapshotCreationTime("<domainsnapshot><creationTime>soon"); err == nil {
 		t.Error("truncated snapshot XML accepted")
+	}
+}
+
+// TestEmitDomainWithErrors: a domain whose XML or snapshots could not be
+// read is flagged by libvirt_domain_scrape_success 0 and still exports the
+// stats it has.
+func TestEmitDomainWithErrors(t *testing.T) {
+	d := newDescriptors()
+	ch := make(chan prometheus.Metric, 100)
+	d.emitDomain(ch, &domainResult{
+		name:  "broken",
+		uuid:  "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b44",
+		stats: parseDomainStats([]golibvirt.TypedParam{param("state.state", int32(1)), param("cpu.time", uint64(2e9))}),
+		errs:  []string{"xml: connection reset"},
+	})
+	close(ch)
+	got := map[string]float64{}
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		name := m.Desc().String()
+		name = name[strings.Index(name, `"`)+1:]
+		name = name[:strings.Index(name, `"`)]
+		switch {
+		case pb.Gauge != nil:
+			got[name] = pb.GetGauge().GetValue()
+		case pb.Counter != nil:
+			got[name] = pb.GetCounter().GetValue()
+		}
+	}
+	if got["libvirt_domain_scrape_success"] != 0 {
+		t.Errorf("scrape_success = %v, want 0", got["libvirt_domain_scrape_success"])
+	}
+	if got["libvirt_domain_info_state"] != 1 || got["libvirt_domain_info_cpu_time_seconds_total"] != 2 {
+		t.Errorf("stats of the broken domain were not exported: %v", got)
+	}
+	if _, ok := got["libvirt_domain_info"]; ok {
+		t.Error("libvirt_domain_info exported without metadata: its role label would be a guess")
 	}
 }
