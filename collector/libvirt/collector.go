@@ -50,6 +50,7 @@ type Collector struct {
 	snaps   map[string]cachedSnapshots // by domain UUID
 
 	rpcCalls atomic.Uint64
+	failing  atomic.Bool // last scrape failed: log repeats at debug level only
 
 	d descriptors
 }
@@ -90,8 +91,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	up := 1.0
 	if err != nil {
 		up = 0
-		c.logger.Error("libvirt scrape failed", "socket", c.cfg.Socket, "uri", c.cfg.URI, "err", err)
 	}
+	c.logTransition(err)
 	if res != nil {
 		for part, p := range res.parts {
 			ch <- prometheus.MustNewConstMetric(c.d.partSuccess, prometheus.GaugeValue, boolFloat(p.ok), part)
@@ -113,6 +114,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // is reachable. It is bounded by the timeout like a scrape.
 func (c *Collector) Probe() error {
 	_, err := c.bounded()
+	c.failing.Store(err != nil) // the caller logs it
 	return err
 }
 
@@ -208,6 +210,20 @@ func (c *Collector) abort() {
 	defer c.mu.Unlock()
 	if c.dialer != nil {
 		c.dialer.close()
+	}
+}
+
+// logTransition logs the first failure and the recovery at error / info
+// level and repeats of the same failure at debug level, so a host without
+// libvirt does not fill the log with one error per scrape.
+func (c *Collector) logTransition(err error) {
+	switch {
+	case err != nil && !c.failing.Swap(true):
+		c.logger.Error("libvirt scrape failed; libvirt_up is 0 until it succeeds", "socket", c.cfg.Socket, "uri", c.cfg.URI, "err", err)
+	case err != nil:
+		c.logger.Debug("libvirt scrape failed", "err", err)
+	case c.failing.Swap(false):
+		c.logger.Info("libvirt scrape succeeds again", "socket", c.cfg.Socket, "uri", c.cfg.URI)
 	}
 }
 
