@@ -4,14 +4,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"os/user"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -73,6 +76,10 @@ func run(args []string) int {
 			"Backup jobs configuration file. A missing default file means no jobs; a file named on the command line must exist.").Default(defaultBackupConfig).IsSetByUser(&backupConfigExplicit).String()
 		backupConfigCheck = app.Flag("backup.config-check",
 			"Validate the backup configuration file, then exit.").Default("false").Bool()
+		backupScanInterval = durationFlag(app, "backup.scan-interval",
+			"Time between background scans of the backup jobs (scrapes never scan).", "5m")
+		backupScanConcurrency = app.Flag("backup.scan-concurrency",
+			"Backup jobs scanned at the same time.").Default("2").Int()
 
 		toolkitFlags = kingpinflag.AddFlags(app, ":9851")
 	)
@@ -151,15 +158,47 @@ func run(args []string) int {
 		registry.MustRegister(lc)
 	}
 
+	var reload func() error
 	if *backupEnabled {
-		if err := checkBackupConfig(*backupConfigFile); err != nil {
+		load := func(path string) (*backup.Config, error) {
+			cfg, err := backup.LoadConfig(path)
 			if errors.Is(err, fs.ErrNotExist) && !backupConfigExplicit {
-				logger.Info("No backup configuration found; no backup jobs are monitored", "file", *backupConfigFile)
-			} else {
-				logger.Error("Cannot load backup configuration", "err", err)
-				return 1
+				return &backup.Config{}, nil
 			}
+			return cfg, err
 		}
+		cfg, err := load(*backupConfigFile)
+		if err != nil {
+			logger.Error("Cannot load backup configuration", "err", err)
+			return 1
+		}
+		if len(cfg.Jobs) == 0 {
+			logger.Info("No backup jobs configured; no backups are monitored", "file", *backupConfigFile)
+		}
+		bc := backup.New(cfg, backup.Options{
+			ScanInterval:    *backupScanInterval,
+			ScanConcurrency: *backupScanConcurrency,
+			Load:            load,
+		}, logger.With("collector", "backup"))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go bc.Run(ctx)
+		registry.MustRegister(bc)
+		reload = func() error {
+			if err := bc.Reload(*backupConfigFile); err != nil {
+				logger.Error("Backup configuration reload failed; the previous configuration stays in force", "err", err)
+				return err
+			}
+			logger.Info("Backup configuration reloaded", "file", *backupConfigFile)
+			return nil
+		}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				_ = reload()
+			}
+		}()
 	}
 
 	var gatherers prometheus.Gatherers = prometheus.Gatherers{registry}
@@ -184,6 +223,22 @@ func run(args []string) int {
 
 	mux := http.NewServeMux()
 	mux.Handle(*metricsPath, metricsHandler)
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST or PUT to reload the backup configuration", http.StatusMethodNotAllowed)
+			return
+		}
+		if reload == nil {
+			http.Error(w, "the backup collector is disabled", http.StatusBadRequest)
+			return
+		}
+		if err := reload(); err != nil {
+			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "backup configuration reloaded")
+	})
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "vmhost_exporter",

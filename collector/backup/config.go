@@ -1,6 +1,8 @@
-// Package backup will monitor the freshness, success, size and VM coverage of
-// the host's backups. This file holds the job configuration, parsed strictly
-// so that a typo in a field name is an error and not a silently ignored key.
+// Package backup monitors the freshness, success, size and VM coverage of
+// the host's backups, and when a restore was last tested. Jobs come from a
+// YAML file; a background scanner reads the backups' own traces (dated
+// directories and their logs, rclone's log, vzdump's dump directory, a
+// restore log, plain files) and scrapes serve the last scan's result.
 package backup
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -24,12 +27,24 @@ const (
 	TypeFileGlob   = "file_glob"
 )
 
+// Defaults for the optional fields; they match the operator's scripts.
+const (
+	defaultLogName        = "backup.log"
+	defaultSetPattern     = `^\d{4}-\d{2}-\d{2}$`
+	defaultStepSuccess    = `\[(\d+)/(\d+)\]`
+	defaultErrorPattern   = `(?i)\berror\b|エラー|失敗`
+	defaultRcloneEnd      = `^Backup completed at`
+	defaultRestoreStart   = `(?i)^===.*(開始|start)`
+	defaultRestoreSuccess = `(?i)復元完了|restore completed`
+	defaultRunningTimeout = time.Hour
+)
+
 // Config is the content of --backup.config-file.
 type Config struct {
 	Jobs []Job `yaml:"jobs"`
 }
 
-// Job is one monitored backup.
+// Job is one monitored backup. Only the fields of its type may be set.
 type Job struct {
 	Name    string   `yaml:"name"`
 	Type    string   `yaml:"type"`
@@ -37,6 +52,35 @@ type Job struct {
 	Path    string   `yaml:"path,omitempty"`
 	LogFile string   `yaml:"log_file,omitempty"`
 	Glob    string   `yaml:"glob,omitempty"`
+
+	// dated_dir: name of the log in each set, which set directory names
+	// count (the date is the first capture group, or the whole name), and
+	// the line that marks success: with two capture groups "[n/m]" it must
+	// have n == m, otherwise any match counts.
+	LogName        string `yaml:"log_name,omitempty"`
+	SetPattern     Regexp `yaml:"set_pattern,omitempty"`
+	SuccessPattern Regexp `yaml:"success_pattern,omitempty"`
+	ErrorPattern   Regexp `yaml:"error_pattern,omitempty"`
+	// restore_log: the line that starts a run.
+	StartPattern Regexp `yaml:"start_pattern,omitempty"`
+	// rclone_log: the line the wrapper script appends after every run.
+	EndPattern Regexp `yaml:"end_pattern,omitempty"`
+	// A run without its success or end line is "running" while its files
+	// changed within this time, and failed (killed) after it.
+	RunningTimeout Duration `yaml:"running_timeout,omitempty"`
+}
+
+// fieldsByType lists the optional fields each type accepts.
+var fieldsByType = map[string][]string{
+	TypeDatedDir:   {"path", "log_name", "set_pattern", "success_pattern", "error_pattern", "running_timeout"},
+	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
+	TypeVzdump:     {"path", "running_timeout"},
+	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
+	TypeFileGlob:   {"glob"},
+}
+
+var requiredByType = map[string]string{
+	TypeDatedDir: "path", TypeVzdump: "path", TypeRcloneLog: "log_file", TypeRestoreLog: "log_file", TypeFileGlob: "glob",
 }
 
 // LoadConfig reads and validates a config file. Errors name the file and,
@@ -63,12 +107,26 @@ func parseConfig(data []byte) (*Config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	for i := range cfg.Jobs {
+		cfg.Jobs[i].setDefaults()
+	}
 	return cfg, nil
+}
+
+func (j *Job) setFields() map[string]bool {
+	return map[string]bool{
+		"path": j.Path != "", "log_file": j.LogFile != "", "glob": j.Glob != "",
+		"log_name": j.LogName != "", "set_pattern": j.SetPattern.Regexp != nil,
+		"success_pattern": j.SuccessPattern.Regexp != nil, "error_pattern": j.ErrorPattern.Regexp != nil,
+		"start_pattern": j.StartPattern.Regexp != nil, "end_pattern": j.EndPattern.Regexp != nil,
+		"running_timeout": j.RunningTimeout != 0,
+	}
 }
 
 func (c *Config) validate() error {
 	seen := map[string]bool{}
-	for i, j := range c.Jobs {
+	for i := range c.Jobs {
+		j := &c.Jobs[i]
 		where := fmt.Sprintf("jobs[%d]", i)
 		if j.Name == "" {
 			return fmt.Errorf("%s: field name is required", where)
@@ -81,25 +139,55 @@ func (c *Config) validate() error {
 		if time.Duration(j.MaxAge) <= 0 {
 			return fmt.Errorf("%s: field max_age is required and must be positive", where)
 		}
-		need := map[string]string{
-			TypeDatedDir: j.Path, TypeVzdump: j.Path,
-			TypeRcloneLog: j.LogFile, TypeRestoreLog: j.LogFile,
-			TypeFileGlob: j.Glob,
-		}
-		field := map[string]string{
-			TypeDatedDir: "path", TypeVzdump: "path",
-			TypeRcloneLog: "log_file", TypeRestoreLog: "log_file",
-			TypeFileGlob: "glob",
-		}
-		v, known := need[j.Type]
+		allowed, known := fieldsByType[j.Type]
 		if !known {
 			return fmt.Errorf("%s: field type: unknown job type %q (want one of dated_dir, rclone_log, vzdump, restore_log, file_glob)", where, j.Type)
 		}
-		if v == "" {
-			return fmt.Errorf("%s: field %s is required for type %s", where, field[j.Type], j.Type)
+		set := j.setFields()
+		if req := requiredByType[j.Type]; !set[req] {
+			return fmt.Errorf("%s: field %s is required for type %s", where, req, j.Type)
+		}
+		for field, isSet := range set {
+			if isSet && !contains(allowed, field) {
+				return fmt.Errorf("%s: field %s is not used by type %s", where, field, j.Type)
+			}
+		}
+		if j.RunningTimeout < 0 {
+			return fmt.Errorf("%s: field running_timeout must be positive", where)
 		}
 	}
 	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (j *Job) setDefaults() {
+	if j.LogName == "" {
+		j.LogName = defaultLogName
+	}
+	def := func(r *Regexp, expr string) {
+		if r.Regexp == nil {
+			r.Regexp = regexp.MustCompile(expr)
+		}
+	}
+	def(&j.SetPattern, defaultSetPattern)
+	def(&j.ErrorPattern, defaultErrorPattern)
+	def(&j.EndPattern, defaultRcloneEnd)
+	def(&j.StartPattern, defaultRestoreStart)
+	if j.Type == TypeRestoreLog {
+		def(&j.SuccessPattern, defaultRestoreSuccess)
+	}
+	def(&j.SuccessPattern, defaultStepSuccess)
+	if j.RunningTimeout == 0 {
+		j.RunningTimeout = Duration(defaultRunningTimeout)
+	}
 }
 
 // Duration is a Prometheus duration ("26h", "8d") whose parse errors carry
@@ -113,5 +201,20 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	*d = Duration(v)
+	return nil
+}
+
+// Regexp is a regular expression field, compiled when the config is read.
+type Regexp struct {
+	*regexp.Regexp
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Regexp) UnmarshalYAML(n *yaml.Node) error {
+	re, err := regexp.Compile(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	r.Regexp = re
 	return nil
 }

@@ -18,9 +18,9 @@ const statsTypes = golibvirt.DomainStatsState | golibvirt.DomainStatsCPUTotal |
 	golibvirt.DomainStatsInterface | golibvirt.DomainStatsBlock
 
 // metadataConcurrency bounds parallel domain XML fetches: enough to hide the
-// round trip, well below libvirtd's default of 20 worker threads so the
-// exporter never starves other libvirt clients.
-const metadataConcurrency = 8
+// round trip, and below libvirtd's default max_client_requests of 5 per
+// connection (more would queue in libvirtd and risk keep-alive timeouts).
+const metadataConcurrency = 4
 
 // Scrape parts, each reported with its own success and duration.
 const (

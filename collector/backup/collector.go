@@ -1,0 +1,340 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "vmhost_backup"
+
+// Options are the scanner's flags.
+type Options struct {
+	ScanInterval    time.Duration // between background scans
+	ScanConcurrency int           // jobs scanned at once
+	Location        *time.Location
+	Now             func() time.Time // for tests; time.Now otherwise
+	// Load reads a config file for Reload; LoadConfig when nil. The
+	// exporter passes one that accepts a missing default file as "no jobs".
+	Load func(path string) (*Config, error)
+}
+
+// scanFuncs maps a job type to its scanner.
+var scanFuncs = map[string]func(Job, time.Time, *time.Location) (*jobData, error){
+	TypeDatedDir:   scanDatedDir,
+	TypeRcloneLog:  scanRcloneLog,
+	TypeVzdump:     scanVzdump,
+	TypeRestoreLog: scanRestoreLog,
+	TypeFileGlob:   scanFileGlob,
+}
+
+// Collector scans the configured jobs in the background and exports the
+// result of the last scan. A scrape never touches the backup storage: a
+// slow NFS mount or a million-file tree cannot slow it down.
+type Collector struct {
+	opts   Options
+	logger *slog.Logger
+
+	mu           sync.RWMutex
+	cfg          *Config
+	results      map[string]*jobResult
+	reloadOK     bool
+	reloadTime   time.Time
+	scanMu       sync.Mutex // one scan of all jobs at a time
+	trigger      chan struct{}
+	lastScanDone time.Time
+
+	d descriptors
+}
+
+// New returns a collector with the given config; call Run to scan.
+func New(cfg *Config, opts Options, logger *slog.Logger) *Collector {
+	if opts.ScanInterval <= 0 {
+		opts.ScanInterval = 5 * time.Minute
+	}
+	if opts.ScanConcurrency <= 0 {
+		opts.ScanConcurrency = 2
+	}
+	if opts.Location == nil {
+		opts.Location = time.Local
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Load == nil {
+		opts.Load = LoadConfig
+	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	return &Collector{
+		opts:       opts,
+		logger:     logger,
+		cfg:        cfg,
+		results:    map[string]*jobResult{},
+		reloadOK:   true,
+		reloadTime: opts.Now(),
+		trigger:    make(chan struct{}, 1),
+		d:          newDescriptors(),
+	}
+}
+
+// Reload reads path and, only if it is valid, swaps it in and triggers a
+// scan. On error the old config stays in force.
+func (c *Collector) Reload(path string) error {
+	cfg, err := c.opts.Load(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.reloadOK = false
+		return err
+	}
+	c.cfg = cfg
+	c.reloadOK = true
+	c.reloadTime = c.opts.Now()
+	for name := range c.results {
+		if !cfg.has(name) {
+			delete(c.results, name)
+		}
+	}
+	select {
+	case c.trigger <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *Config) has(name string) bool {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Run scans at once, then every ScanInterval and after each reload, until
+// ctx ends.
+func (c *Collector) Run(ctx context.Context) {
+	ticker := time.NewTicker(c.opts.ScanInterval)
+	defer ticker.Stop()
+	for {
+		c.ScanOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-c.trigger:
+		}
+	}
+}
+
+// ScanOnce scans every job, at most ScanConcurrency at a time, and stores
+// the results.
+func (c *Collector) ScanOnce(ctx context.Context) {
+	c.scanMu.Lock()
+	defer c.scanMu.Unlock()
+	c.mu.RLock()
+	jobs := append([]Job(nil), c.cfg.Jobs...)
+	c.mu.RUnlock()
+
+	sem := make(chan struct{}, c.opts.ScanConcurrency)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(j Job) {
+			defer func() { <-sem; wg.Done() }()
+			c.store(c.scanJob(j))
+		}(j)
+	}
+	wg.Wait()
+	c.mu.Lock()
+	c.lastScanDone = c.opts.Now()
+	c.mu.Unlock()
+}
+
+// scanJob never panics on input: a bug triggered by a strange file costs
+// one job's scan, not the exporter.
+func (c *Collector) scanJob(j Job) (res *jobResult) {
+	start := time.Now()
+	res = &jobResult{Job: j}
+	defer func() {
+		if p := recover(); p != nil {
+			res.ScanOK, res.Data = false, nil
+			res.ScanErr = fmt.Sprintf("internal error while scanning: %v", p)
+		}
+		res.ScanDuration = time.Since(start)
+		res.ScanTime = c.opts.Now()
+		if !res.ScanOK {
+			c.logger.Warn("Backup scan failed", "backup_job", j.Name, "type", j.Type, "err", res.ScanErr)
+		}
+	}()
+	data, err := scanFuncs[j.Type](j, c.opts.Now(), c.opts.Location)
+	if err != nil {
+		res.ScanErr = err.Error()
+		return res
+	}
+	res.ScanOK, res.Data = true, data
+	return res
+}
+
+// store keeps the previous good data when a scan fails: what was true
+// then is still the last thing known (its timestamps keep ageing, so
+// nothing looks fresher than it is), and scan_success says it is old.
+func (c *Collector) store(res *jobResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.cfg.has(res.Job.Name) {
+		return // removed by a reload during the scan
+	}
+	if !res.ScanOK {
+		if prev := c.results[res.Job.Name]; prev != nil && prev.Job.Type == res.Job.Type {
+			res.Data = prev.Data
+		}
+	}
+	c.results[res.Job.Name] = res
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) { c.d.describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	g := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	g(c.d.reloadOK, boolFloat(c.reloadOK))
+	g(c.d.reloadTime, float64(c.reloadTime.UnixNano())/1e9)
+	jobs := append([]Job(nil), c.cfg.Jobs...)
+	sort.Slice(jobs, func(a, b int) bool { return jobs[a].Name < jobs[b].Name })
+	for _, j := range jobs {
+		name := j.Name
+		g(c.d.jobInfo, 1, name, j.Type)
+		g(c.d.maxAge, time.Duration(j.MaxAge).Seconds(), name)
+		res := c.results[name]
+		if res == nil {
+			continue // not scanned yet
+		}
+		g(c.d.scanSuccess, boolFloat(res.ScanOK), name)
+		g(c.d.scanDuration, res.ScanDuration.Seconds(), name)
+		g(c.d.scanTime, ts(res.ScanTime), name)
+		if res.Data != nil {
+			c.d.emitData(ch, name, res.Data)
+		}
+	}
+}
+
+func ts(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type descriptors struct {
+	reloadOK, reloadTime                                           *prometheus.Desc
+	jobInfo, maxAge                                                *prometheus.Desc
+	lastSuccess, lastRun, lastRunSuccess, running, lastRunDuration *prometheus.Desc
+	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
+	transferredBytes, transferredFiles                             *prometheus.Desc
+	sets, oldestSet, vmLastSuccess, vmSize                         *prometheus.Desc
+	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
+}
+
+func newDescriptors() descriptors {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+	}
+	j := "backup_job"
+	return descriptors{
+		reloadOK:         d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
+		reloadTime:       d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
+		jobInfo:          d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
+		maxAge:           d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
+		lastSuccess:      d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
+		lastRun:          d("last_run_timestamp_seconds", "End time of the newest run, or its start while it runs.", j),
+		lastRunSuccess:   d("last_run_success", "Whether the newest finished run succeeded.", j),
+		running:          d("running", "1 while a run is in progress.", j),
+		lastRunDuration:  d("last_run_duration_seconds", "Duration of the newest finished run.", j),
+		lastRunErrors:    d("last_run_errors", "Error lines in the newest finished run's log.", j),
+		successSize:      d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
+		successDisk:      d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
+		successFiles:     d("last_success_files", "Files in the newest successful backup.", j),
+		transferredBytes: d("last_success_transferred_bytes", "Bytes rclone reports it transferred in the newest successful run.", j),
+		transferredFiles: d("last_success_transferred_files", "Files rclone reports it transferred in the newest successful run.", j),
+		sets:             d("sets", "Backup sets (dated directories, archives, files, logged runs) present.", j),
+		oldestSet:        d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
+		vmLastSuccess:    d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
+		vmSize:           d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
+		scanSuccess:      d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
+		scanDuration:     d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
+		scanTime:         d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
+	}
+}
+
+func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{
+		d.reloadOK, d.reloadTime, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
+		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
+		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize,
+		d.scanSuccess, d.scanDuration, d.scanTime,
+	} {
+		ch <- x
+	}
+}
+
+func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jobData) {
+	g := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+	g(d.running, boolFloat(data.Running), job)
+	g(d.sets, float64(data.Sets), job)
+	if !data.OldestSet.IsZero() {
+		g(d.oldestSet, ts(data.OldestSet), job)
+	}
+	if r := data.LastRun; r != nil {
+		g(d.lastRun, ts(r.sortTime()), job)
+	}
+	if r := data.LastFinished; r != nil {
+		g(d.lastRunSuccess, boolFloat(r.Success), job)
+		g(d.lastRunDuration, r.End.Sub(r.Start).Seconds(), job)
+		g(d.lastRunErrors, float64(r.Errors), job)
+	}
+	if r := data.LastSuccess; r != nil {
+		g(d.lastSuccess, ts(r.End), job)
+		if r.HasSize {
+			g(d.successSize, float64(r.SizeBytes), job)
+			g(d.successDisk, float64(r.DiskBytes), job)
+			g(d.successFiles, float64(r.Files), job)
+		}
+		if r.HasTransfer {
+			g(d.transferredBytes, r.TransferredBytes, job)
+			g(d.transferredFiles, r.TransferredFiles, job)
+		}
+	}
+	vms := make([]string, 0, len(data.VMs))
+	for vm := range data.VMs {
+		vms = append(vms, vm)
+	}
+	sort.Strings(vms)
+	for _, vm := range vms {
+		v := data.VMs[vm]
+		g(d.vmLastSuccess, ts(v.Time), job, vm)
+		if v.HasSize {
+			g(d.vmSize, float64(v.SizeBytes), job, vm)
+		}
+	}
+}

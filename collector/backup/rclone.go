@@ -1,0 +1,169 @@
+package backup
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	// 2025/05/28 02:00:01 INFO  : file: Copied (new)
+	rcloneLine = regexp.MustCompile(`^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)? (?:(EMERGENCY|ALERT|CRITICAL|ERROR|WARNING|NOTICE|INFO|DEBUG)\s*: ?)?(.*)$`)
+	// Transferred:   	    4.889 KiB / 4.889 KiB, 100%, 0 B/s, ETA -
+	rcloneBytes = regexp.MustCompile(`^Transferred:\s+([\d.]+)\s*([KMGTPE]i?)?B(?:ytes)?\s*/`)
+	// Transferred:            2 / 2, 100%
+	rcloneFiles  = regexp.MustCompile(`^Transferred:\s+(\d+)\s*/\s*\d+,`)
+	rcloneErrors = regexp.MustCompile(`^Errors:\s+(\d+)`)
+)
+
+var rcloneUnits = map[string]float64{
+	"": 1, "K": 1 << 10, "Ki": 1 << 10, "M": 1 << 20, "Mi": 1 << 20, "G": 1 << 30, "Gi": 1 << 30,
+	"T": 1 << 40, "Ti": 1 << 40, "P": 1 << 50, "Pi": 1 << 50, "E": 1 << 60, "Ei": 1 << 60,
+}
+
+// dateLayouts are what `date` prints in the wrapper's "Backup completed at
+// $(date)" line under common locales.
+var dateLayouts = []string{
+	"Mon Jan _2 15:04:05 MST 2006",
+	"Mon Jan _2 03:04:05 PM MST 2006",
+	"Mon _2 Jan 15:04:05 MST 2006",
+	"Mon Jan _2 15:04:05 2006",
+	time.RFC3339,
+	"2006-01-02 15:04:05",
+}
+
+func parseDate(s string, loc *time.Location) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	for _, layout := range dateLayouts {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// rcloneRun accumulates one run of an rclone log.
+type rcloneRun struct {
+	run
+	statsErrors int
+	seen        bool
+}
+
+// scanRcloneLog reads a log that `rclone sync --log-file=... --log-level=INFO`
+// appends to, with the wrapper's end line after every run (end_pattern,
+// default "Backup completed at <date>", which the operator's script writes
+// whatever happened). A run failed when it has an ERROR (or worse) line, a
+// fatal "Failed to ..." line or a non-zero "Errors:" in its stats.
+func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	f, info, err := openLog(j.LogFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d := &jobData{VMs: map[string]vmBackup{}}
+	var cur rcloneRun
+	recognised, other := 0, 0
+	var lastTime time.Time
+
+	finish := func(end time.Time) {
+		cur.End = end
+		if cur.Start.IsZero() {
+			cur.Start = end
+		}
+		cur.Finished = true
+		cur.Success = cur.Errors == 0 && cur.statsErrors == 0
+		d.Sets++
+		if d.OldestSet.IsZero() || cur.Start.Before(d.OldestSet) {
+			d.OldestSet = cur.Start
+		}
+		d.add(cur.run)
+		cur = rcloneRun{}
+	}
+
+	lr := newLineReader(f)
+	for lr.next(false) {
+		line := lr.line
+		if j.EndPattern.MatchString(line) {
+			recognised++
+			end := lastTime
+			if t, ok := parseDate(j.EndPattern.ReplaceAllString(line, ""), loc); ok {
+				end = t
+			}
+			if !cur.seen && end.IsZero() {
+				continue
+			}
+			finish(end)
+			continue
+		}
+		if m := rcloneLine.FindStringSubmatch(line); m != nil {
+			t, err := time.ParseInLocation("2006/01/02 15:04:05", m[1], loc)
+			if err != nil {
+				other++
+				continue
+			}
+			recognised++
+			lastTime = t
+			if !cur.seen {
+				cur.seen = true
+				cur.Start = t
+			}
+			cur.End = t
+			switch m[2] {
+			case "ERROR", "CRITICAL", "ALERT", "EMERGENCY":
+				cur.Errors++
+			case "":
+				if strings.HasPrefix(m[3], "Failed to") {
+					cur.Errors++
+				}
+			}
+			continue
+		}
+		if !cur.seen {
+			if strings.TrimSpace(line) != "" {
+				other++
+			}
+			continue
+		}
+		// Lines of the stats block belong to the current run.
+		if m := rcloneErrors.FindStringSubmatch(line); m != nil {
+			cur.statsErrors, _ = strconv.Atoi(m[1])
+		} else if m := rcloneBytes.FindStringSubmatch(line); m != nil {
+			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+				cur.HasTransfer = true
+				cur.TransferredBytes = v * rcloneUnits[m[2]]
+			}
+		} else if m := rcloneFiles.FindStringSubmatch(line); m != nil {
+			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+				cur.HasTransfer = true
+				cur.TransferredFiles = v
+			}
+		}
+	}
+	if lr.err != nil {
+		return nil, fmt.Errorf("reading %s: %w", j.LogFile, lr.err)
+	}
+	if recognised == 0 {
+		if other == 0 {
+			return nil, fmt.Errorf("%s is empty", j.LogFile)
+		}
+		return nil, fmt.Errorf("%s has no rclone log line (\"YYYY/MM/DD HH:MM:SS LEVEL : ...\") and no end line", j.LogFile)
+	}
+	if cur.seen {
+		// No end line yet: running while rclone still writes (its stats
+		// come every minute), killed otherwise.
+		last := cur.run
+		d.markUnfinished(&last, info.ModTime(), now, time.Duration(j.RunningTimeout))
+		if last.Finished {
+			last.Success = false
+		}
+		d.Sets++
+		if d.OldestSet.IsZero() || last.Start.Before(d.OldestSet) {
+			d.OldestSet = last.Start
+		}
+		d.add(last)
+	}
+	d.finish()
+	return d, nil
+}

@@ -1,0 +1,81 @@
+package backup
+
+import "time"
+
+// run is one backup (or restore) run as read from disk.
+type run struct {
+	Start, End time.Time
+	Finished   bool // the run ended (successfully or not); false while running
+	Success    bool
+	Errors     int
+
+	// Size of what the run left behind, when the job type can tell.
+	HasSize              bool
+	SizeBytes, DiskBytes int64
+	Files                int64
+
+	// What rclone reports it transferred.
+	HasTransfer      bool
+	TransferredBytes float64
+	TransferredFiles float64
+}
+
+// vmBackup is the newest successful backup of one VM in a job.
+type vmBackup struct {
+	Time      time.Time
+	HasSize   bool
+	SizeBytes int64
+}
+
+// jobData is what one scan found out about a job.
+type jobData struct {
+	LastRun      *run // newest run, finished or not
+	LastFinished *run // newest finished run
+	LastSuccess  *run // newest successful run
+	Running      bool
+	Sets         int
+	OldestSet    time.Time
+	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
+}
+
+// add files r into the newest-run bookkeeping. Callers add runs oldest
+// first, so on equal times (runs within the same second) the later one wins.
+func (d *jobData) add(r run) {
+	rr := r
+	if d.LastRun == nil || !r.sortTime().Before(d.LastRun.sortTime()) {
+		d.LastRun = &rr
+	}
+	if !r.Finished {
+		return
+	}
+	if d.LastFinished == nil || !r.End.Before(d.LastFinished.End) {
+		d.LastFinished = &rr
+	}
+	if r.Success && (d.LastSuccess == nil || !r.End.Before(d.LastSuccess.End)) {
+		d.LastSuccess = &rr
+	}
+}
+
+// sortTime orders runs: the end of a finished run, the start of a running one.
+func (r run) sortTime() time.Time {
+	if r.Finished {
+		return r.End
+	}
+	return r.Start
+}
+
+// finish recomputes Running after all runs were added: only a run that is
+// still the newest counts as running.
+func (d *jobData) finish() {
+	d.Running = d.LastRun != nil && !d.LastRun.Finished
+}
+
+// jobResult is the state of one job as the collector exports it.
+type jobResult struct {
+	Job          Job
+	ScanOK       bool
+	ScanErr      string
+	ScanDuration time.Duration
+	ScanTime     time.Time
+	Data         *jobData // from the last successful scan; nil before the first
+}

@@ -1,0 +1,357 @@
+package backup
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// stepLine is a line of the operator's scripts: `date '+%F %T'` - message.
+var stepLine = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) - (.*)$`)
+
+type logLine struct {
+	T   time.Time
+	Msg string
+}
+
+func parseStepLine(s string, loc *time.Location) (logLine, bool) {
+	m := stepLine.FindStringSubmatch(s)
+	if m == nil {
+		return logLine{}, false
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", m[1], loc)
+	if err != nil {
+		return logLine{}, false
+	}
+	return logLine{T: t, Msg: m[2]}, true
+}
+
+// isSuccess applies a success pattern: with two capture groups it is a step
+// counter "[n/m]" that must be complete (n == m); otherwise any match counts.
+func isSuccess(re *regexp.Regexp, msg string) bool {
+	m := re.FindStringSubmatch(msg)
+	if m == nil {
+		return false
+	}
+	if len(m) == 3 {
+		n, err1 := strconv.Atoi(m[1])
+		total, err2 := strconv.Atoi(m[2])
+		return err1 == nil && err2 == nil && n == total && total > 0
+	}
+	return true
+}
+
+// stepRun reads one run's log (a dated set's backup.log).
+type stepRun struct {
+	run
+	Lines int // lines in the log's format
+	Other int // other non-empty lines
+}
+
+func readStepLog(path string, j Job, loc *time.Location) (stepRun, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return stepRun{}, err
+	}
+	defer f.Close()
+	var r stepRun
+	lr := newLineReader(f)
+	for lr.next(false) {
+		l, ok := parseStepLine(lr.line, loc)
+		if !ok {
+			if strings.TrimSpace(lr.line) != "" {
+				r.Other++
+			}
+			continue
+		}
+		if r.Lines == 0 {
+			r.Start = l.T
+		}
+		r.Lines++
+		r.End = l.T
+		if isSuccess(j.SuccessPattern.Regexp, l.Msg) {
+			r.Success = true
+		}
+		if j.ErrorPattern.MatchString(l.Msg) {
+			r.Errors++
+		}
+	}
+	if lr.err != nil {
+		return r, fmt.Errorf("reading %s: %w", path, lr.err)
+	}
+	return r, nil
+}
+
+type datedSet struct {
+	name string
+	path string
+	date time.Time
+}
+
+// scanDatedDir reads the kvm_backup.sh layout: <path>/<YYYY-MM-DD>/ with
+// backup.log, vm_xml/<vm>.xml and images/. Only the newest successful set is
+// walked for its size, and the newest set when it has not finished (to see
+// whether it is still being written); older sets cost one log read each.
+func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	entries, err := os.ReadDir(j.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", j.Path, err)
+	}
+	var sets []datedSet
+	for _, e := range entries {
+		m := j.SetPattern.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		ds := datedSet{name: e.Name(), path: filepath.Join(j.Path, e.Name())}
+		dateText := m[0]
+		if len(m) > 1 {
+			dateText = m[1]
+		}
+		if t, err := time.ParseInLocation("2006-01-02", dateText, loc); err == nil {
+			ds.date = t
+		} else if info, err := e.Info(); err == nil {
+			ds.date = info.ModTime()
+		}
+		sets = append(sets, ds)
+	}
+	sort.Slice(sets, func(a, b int) bool {
+		if !sets[a].date.Equal(sets[b].date) {
+			return sets[a].date.Before(sets[b].date)
+		}
+		return sets[a].name < sets[b].name
+	})
+
+	d := &jobData{VMs: map[string]vmBackup{}}
+	type doneSet struct {
+		set datedSet
+		run run
+	}
+	var successes []doneSet
+	for i, s := range sets {
+		newest := i == len(sets)-1
+		sr, err := readStepLog(filepath.Join(s.path, j.LogName), j, loc)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// A set without its log: killed before the first line, or
+			// vanished during the scan (then it is simply not there).
+			if _, statErr := os.Stat(s.path); errors.Is(statErr, fs.ErrNotExist) {
+				continue
+			}
+		case err != nil:
+			return nil, fmt.Errorf("set %s: %w", s.name, err)
+		case newest && sr.Lines == 0 && sr.Other > 0:
+			return nil, fmt.Errorf("set %s: %s has no line of the form \"YYYY-MM-DD HH:MM:SS - message\"", s.name, j.LogName)
+		}
+		r := sr.run
+		if r.Start.IsZero() {
+			r.Start = s.date
+		}
+		if r.End.IsZero() {
+			r.End = r.Start
+		}
+		r.Finished = true
+		if !r.Success && newest {
+			ts, err := measureTree(s.path)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("set %s: %w", s.name, err)
+			}
+			if now.Sub(ts.Newest) < time.Duration(j.RunningTimeout) {
+				r.Finished = false
+			} else if ts.Newest.After(r.End) {
+				r.End = ts.Newest
+			}
+		}
+		d.Sets++
+		if d.OldestSet.IsZero() || r.Start.Before(d.OldestSet) {
+			d.OldestSet = r.Start
+		}
+		d.add(r)
+		if r.Success {
+			successes = append(successes, doneSet{s, r})
+		}
+	}
+	d.finish()
+
+	if d.LastSuccess != nil {
+		last := successes[len(successes)-1]
+		for k := len(successes) - 1; k >= 0; k-- {
+			if successes[k].run.End.Equal(d.LastSuccess.End) {
+				last = successes[k]
+				break
+			}
+		}
+		ts, err := measureTree(last.set.path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("set %s: %w", last.set.name, err)
+		}
+		d.LastSuccess.HasSize = err == nil
+		d.LastSuccess.SizeBytes, d.LastSuccess.DiskBytes, d.LastSuccess.Files = ts.Apparent, ts.Allocated, ts.Files
+	}
+
+	// Per-VM coverage: the newest successful set holding vm_xml/<vm>.xml.
+	for k := len(successes) - 1; k >= 0; k-- {
+		s := successes[k]
+		xmlDir := filepath.Join(s.set.path, "vm_xml")
+		xmls, err := os.ReadDir(xmlDir)
+		if err != nil {
+			continue
+		}
+		for _, x := range xmls {
+			vm, ok := strings.CutSuffix(x.Name(), ".xml")
+			if !ok || vm == "" {
+				continue
+			}
+			if _, done := d.VMs[vm]; done {
+				continue
+			}
+			vb := vmBackup{Time: s.run.End}
+			vb.SizeBytes, vb.HasSize = vmImageSize(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, "images"))
+			d.VMs[vm] = vb
+		}
+	}
+	return d, nil
+}
+
+// maxDomainXML bounds how much of a vm_xml file is read.
+const maxDomainXML = 4 << 20
+
+// vmImageSize adds up the apparent size of the VM's disk images found in the
+// set's images/ directory, matched by the file names of the disk sources in
+// the VM's XML (kvm_backup.sh copies /var/lib/libvirt/images/ as it is).
+func vmImageSize(xmlPath, imagesDir string) (int64, bool) {
+	f, err := os.Open(xmlPath)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var dom struct {
+		Disks []struct {
+			Source struct {
+				File string `xml:"file,attr"`
+			} `xml:"source"`
+		} `xml:"devices>disk"`
+	}
+	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
+		return 0, false
+	}
+	var total int64
+	found := false
+	for _, disk := range dom.Disks {
+		if disk.Source.File == "" {
+			continue
+		}
+		size, _, _, err := fileSize(filepath.Join(imagesDir, filepath.Base(disk.Source.File)))
+		if err != nil {
+			continue
+		}
+		total += size
+		found = true
+	}
+	return total, found
+}
+
+// scanRestoreLog reads an appended restore log: a run starts at a line
+// matching start_pattern and succeeded when a success_pattern line follows.
+func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	f, info, err := openLog(j.LogFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d := &jobData{VMs: map[string]vmBackup{}}
+	var cur *run
+	parsed, other := 0, 0
+	flush := func() {
+		if cur == nil {
+			return
+		}
+		d.Sets++
+		if d.OldestSet.IsZero() || cur.Start.Before(d.OldestSet) {
+			d.OldestSet = cur.Start
+		}
+		d.add(*cur)
+	}
+	lr := newLineReader(f)
+	for lr.next(false) {
+		l, ok := parseStepLine(lr.line, loc)
+		if !ok {
+			if strings.TrimSpace(lr.line) != "" {
+				other++
+			}
+			continue
+		}
+		parsed++
+		if cur == nil || j.StartPattern.MatchString(l.Msg) {
+			if cur != nil {
+				cur.Finished = true // a newer run started after it
+			}
+			flush()
+			cur = &run{Start: l.T}
+		}
+		cur.End = l.T
+		if j.SuccessPattern.MatchString(l.Msg) {
+			cur.Success, cur.Finished = true, true
+		}
+		if j.ErrorPattern.MatchString(l.Msg) {
+			cur.Errors++
+		}
+	}
+	if lr.err != nil {
+		return nil, fmt.Errorf("reading %s: %w", j.LogFile, lr.err)
+	}
+	if parsed == 0 {
+		if other == 0 {
+			return nil, fmt.Errorf("%s is empty", j.LogFile)
+		}
+		return nil, fmt.Errorf("%s has no line of the form \"YYYY-MM-DD HH:MM:SS - message\"", j.LogFile)
+	}
+	// Every run but the last has ended; the last one is running while the
+	// log still changes.
+	d.markUnfinished(cur, info.ModTime(), now, time.Duration(j.RunningTimeout))
+	flush()
+	d.finish()
+	return d, nil
+}
+
+// markUnfinished decides about the last run of an appended log: without
+// its end line it is running while the log changed within timeout, and
+// failed (killed) otherwise.
+func (d *jobData) markUnfinished(last *run, logMtime, now time.Time, timeout time.Duration) {
+	if last == nil || last.Finished {
+		return
+	}
+	last.Finished = now.Sub(logMtime) >= timeout
+	if last.Finished && logMtime.After(last.End) {
+		last.End = logMtime
+	}
+}
+
+func openLog(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, info, nil
+}

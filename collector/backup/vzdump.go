@@ -1,0 +1,187 @@
+package backup
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// vzdumpName is Proxmox's naming: vzdump-<qemu|lxc>-<vmid>-<YYYY_MM_DD-HH_MM_SS>.<rest>
+var vzdumpName = regexp.MustCompile(`^(vzdump-(qemu|lxc)-(\d+)-(\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}))\.(.+)$`)
+
+// vzdumpArchive matches the extension of a finished archive.
+var vzdumpArchive = regexp.MustCompile(`^(vma|tar|tgz)(\.(zst|gz|lzo))?$`)
+
+var (
+	vzdumpFinished = regexp.MustCompile(`INFO: Finished Backup of VM (\d+) \((\d+):(\d{2}):(\d{2})\)`)
+	vzdumpFailed   = regexp.MustCompile(`ERROR: Backup of VM (\d+) failed`)
+)
+
+type vzdumpAttempt struct {
+	guest    string
+	start    time.Time
+	archive  string // path of the finished archive
+	log      string
+	tmp      string // path of the .dat file being written
+	newestMt time.Time
+}
+
+// scanVzdump reads a vzdump dump directory. One attempt per guest and time
+// stamp: the archive exists only when vzdump finished it (it writes
+// <name>.dat first and renames it), and the .log beside it says "Finished
+// Backup" or "ERROR: Backup of VM ... failed". The job's newest success is
+// the set of every guest's newest successful archive: its size is their
+// sum, its time the newest of them; the newest run failed when any guest's
+// newest attempt failed. Coverage is per guest id (the domain label).
+func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	entries, err := os.ReadDir(j.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", j.Path, err)
+	}
+	attempts := map[string]*vzdumpAttempt{}
+	for _, e := range entries {
+		m := vzdumpName.FindStringSubmatch(e.Name())
+		if m == nil || e.IsDir() {
+			continue
+		}
+		base, guest, stamp, ext := m[1], m[3], m[4], m[5]
+		a := attempts[base]
+		if a == nil {
+			t, err := time.ParseInLocation("2006_01_02-15_04_05", stamp, loc)
+			if err != nil {
+				continue
+			}
+			a = &vzdumpAttempt{guest: guest, start: t}
+			attempts[base] = a
+		}
+		p := filepath.Join(j.Path, e.Name())
+		switch {
+		case ext == "log":
+			a.log = p
+		case strings.HasSuffix(ext, ".dat") || ext == "dat" || strings.HasSuffix(ext, ".tmp"):
+			a.tmp = p
+		case vzdumpArchive.MatchString(ext):
+			a.archive = p
+		default:
+			continue // notes, .log.zst etc.
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().After(a.newestMt) {
+			a.newestMt = info.ModTime()
+		}
+	}
+
+	byGuest := map[string][]*vzdumpAttempt{}
+	for _, a := range attempts {
+		byGuest[a.guest] = append(byGuest[a.guest], a)
+	}
+	d := &jobData{VMs: map[string]vmBackup{}}
+	newestRunOK := true
+	var newestRun, newestFinished *run
+	var total, totalDisk int64
+	var guestsWithSuccess int64
+	var lastSuccess time.Time
+	for guest, list := range byGuest {
+		sort.Slice(list, func(a, b int) bool { return list[a].start.Before(list[b].start) })
+		var newestSuccess *run
+		for i, a := range list {
+			r := a.evaluate(now, time.Duration(j.RunningTimeout))
+			if r.Success {
+				d.Sets++ // what can be restored from
+				if d.OldestSet.IsZero() || r.Start.Before(d.OldestSet) {
+					d.OldestSet = r.Start
+				}
+			}
+			if i == len(list)-1 {
+				if r.Finished && !r.Success {
+					newestRunOK = false
+				}
+				if newestRun == nil || r.sortTime().After(newestRun.sortTime()) {
+					rr := r
+					newestRun = &rr
+				}
+				if !r.Finished {
+					d.Running = true
+				}
+			}
+			if r.Finished && (newestFinished == nil || r.End.After(newestFinished.End)) {
+				rr := r
+				newestFinished = &rr
+			}
+			if r.Success {
+				rr := r
+				newestSuccess = &rr
+			}
+		}
+		if newestSuccess != nil {
+			d.VMs[guest] = vmBackup{Time: newestSuccess.End, HasSize: true, SizeBytes: newestSuccess.SizeBytes}
+			total += newestSuccess.SizeBytes
+			totalDisk += newestSuccess.DiskBytes
+			guestsWithSuccess++
+			if newestSuccess.End.After(lastSuccess) {
+				lastSuccess = newestSuccess.End
+			}
+		}
+	}
+	d.LastRun = newestRun
+	if newestFinished != nil {
+		lf := *newestFinished
+		lf.Success = newestRunOK
+		d.LastFinished = &lf
+	}
+	if guestsWithSuccess > 0 {
+		d.LastSuccess = &run{End: lastSuccess, Finished: true, Success: true, HasSize: true,
+			SizeBytes: total, DiskBytes: totalDisk, Files: guestsWithSuccess}
+	}
+	return d, nil
+}
+
+// evaluate turns one attempt's files into a run.
+func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration) run {
+	r := run{Start: a.start, End: a.newestMt}
+	finishedLine, failedLine := false, false
+	if a.log != "" {
+		if f, err := os.Open(a.log); err == nil {
+			lr := newLineReader(f)
+			for lr.next(false) {
+				line := lr.line
+				if m := vzdumpFinished.FindStringSubmatch(line); m != nil {
+					finishedLine = true
+					var h, mi, s int
+					fmt.Sscan(m[2]+" "+m[3]+" "+m[4], &h, &mi, &s)
+					r.End = a.start.Add(time.Duration(h)*time.Hour + time.Duration(mi)*time.Minute + time.Duration(s)*time.Second)
+				}
+				if vzdumpFailed.MatchString(line) {
+					failedLine = true
+				}
+				if strings.HasPrefix(line, "ERROR:") || strings.Contains(line, " ERROR: ") {
+					r.Errors++
+				}
+			}
+			f.Close()
+		}
+	}
+	switch {
+	case a.archive != "" && !failedLine:
+		r.Finished, r.Success = true, true
+		if size, disk, mt, err := fileSize(a.archive); err == nil {
+			r.HasSize, r.SizeBytes, r.DiskBytes, r.Files = true, size, disk, 1
+			if !finishedLine {
+				r.End = mt
+			}
+		}
+	case failedLine || finishedLine:
+		r.Finished = true
+	case now.Sub(a.newestMt) < timeout:
+		r.Finished = false // .dat still growing or log still written
+	default:
+		r.Finished = true // killed: no archive, no end line, no change for long
+	}
+	if r.End.Before(r.Start) {
+		r.End = r.Start
+	}
+	return r
+}
