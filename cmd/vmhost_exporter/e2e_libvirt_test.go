@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
@@ -20,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 // volatile matches exposition lines whose value changes from run to run;
 // they are left out of the golden file (their presence is still checked).
-var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total`)
+var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total|^vmhost_backup_(config_last_reload_success|scan)_timestamp_seconds`)
 
 // ownMetrics keeps the lines (HELP, TYPE and samples) of this project's own
 // metric families: node_* are node_exporter's and keep its names, which
@@ -64,12 +66,26 @@ func fetch(t *testing.T, url string) (string, time.Duration) {
 }
 
 // TestEndToEndGolden runs the binary against a private libvirtd with the
-// test-driver fixture and compares the project's own metrics with a golden
-// file, which promtool must accept.
+// test-driver fixture and two backup jobs with fixed content, and compares
+// the project's own metrics with a golden file, which promtool must accept.
 func TestEndToEndGolden(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
 	node, _ := filepath.Abs("../../collector/libvirt/testdata/node.xml")
-	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node))
+	dir := testenv.SharedTempDir(t)
+	day := time.Date(2025, 5, 28, 3, 0, 0, 0, time.UTC)
+	writeFile(t, filepath.Join(dir, "dumps", "db-1.sql.gz"), strings.Repeat("1", 1000), day.Add(-24*time.Hour))
+	writeFile(t, filepath.Join(dir, "dumps", "db-2.sql.gz"), strings.Repeat("2", 1200), day)
+	writeFile(t, filepath.Join(dir, "kvm_restore.log"), "2025-05-01 10:00:00 - === KVM ホスト復元開始 ===\n"+
+		"2025-05-01 10:00:01 - [1/4] libvirt設定を復元中...\n2025-05-01 10:20:00 - 復元完了。必要であれば再起動してください。\n", day)
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n", time.Time{})
+	t.Setenv("TZ", "UTC")
+	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
+	waitFor(t, e.URL+"/metrics", "backup scans", func(mf map[string]*dto.MetricFamily) bool {
+		return has("vmhost_backup_scan_success", map[string]string{"backup_job": "mysql-dumps"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf)
+	})
 	body, _ := fetch(t, e.URL+"/metrics")
 	got := ownMetrics(t, body)
 

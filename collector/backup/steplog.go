@@ -91,6 +91,10 @@ func readStepLog(path string, j Job, loc *time.Location) (stepRun, error) {
 	return r, nil
 }
 
+// afterListing lets tests change the tree between listing and reading a
+// set, as a concurrent retention job would.
+var afterListing func(setPath string)
+
 type datedSet struct {
 	name string
 	path string
@@ -138,6 +142,9 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	}
 	var successes []doneSet
 	for i, s := range sets {
+		if afterListing != nil {
+			afterListing(s.path)
+		}
 		newest := i == len(sets)-1
 		sr, err := readStepLog(filepath.Join(s.path, j.LogName), j, loc)
 		switch {

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,7 @@ func ExporterBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		_ = os.Chmod(dir, 0o755) // some tests run it as an unprivileged user
 		buildPath = filepath.Join(dir, "vmhost_exporter")
 		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/vmhost_exporter")
 		cmd.Dir = RepoRoot()
@@ -143,8 +145,18 @@ func (p *Process) Output() string { return p.output.String() }
 // Start runs a program until the test ends.
 func Start(t testing.TB, name string, args ...string) *Process {
 	t.Helper()
+	return StartAs(t, nil, name, args...)
+}
+
+// StartAs runs a program as another user (nil: as the test) until the test
+// ends.
+func StartAs(t testing.TB, cred *syscall.Credential, name string, args ...string) *Process {
+	t.Helper()
 	out := &syncBuffer{}
 	cmd := exec.Command(name, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -206,6 +218,30 @@ type Exporter struct {
 // so no test ever talks to the system libvirtd.
 func StartExporter(t testing.TB, args ...string) *Exporter {
 	t.Helper()
+	return StartExporterAs(t, nil, args...)
+}
+
+// Nobody is the credential of the unprivileged user tests run things as.
+var Nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
+
+// SharedTempDir is a temp dir other users can traverse (t.TempDir makes
+// 0700 directories), removed at the end of the test.
+func SharedTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vmhost-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// StartExporterAs is StartExporter as another user (nil: as the test).
+func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Exporter {
+	t.Helper()
 	bin := ExporterBinary(t)
 	addr := FreePort(t)
 	all := []string{"--web.listen-address=" + addr}
@@ -214,14 +250,14 @@ func StartExporter(t testing.TB, args ...string) *Exporter {
 	}
 	if !hasFlag(args, "--backup.config-file") {
 		// An empty job list: the system's /etc/vmhost_exporter is never read.
-		empty := filepath.Join(t.TempDir(), "backup.yml")
+		empty := filepath.Join(SharedTempDir(t), "backup.yml")
 		if err := os.WriteFile(empty, []byte("jobs: []\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, "--backup.config-file="+empty)
 	}
 	all = append(all, args...)
-	p := Start(t, bin, all...)
+	p := StartAs(t, cred, bin, all...)
 	e := &Exporter{Process: p, URL: "http://" + addr}
 	WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+func writeFile(t *testing.T, path, content string, mtime time.Time) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !mtime.IsZero() {
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitFor scrapes until cond holds or the deadline passes.
+func waitFor(t *testing.T, url string, what string, cond func(map[string]*dto.MetricFamily) bool) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mf := testenv.Scrape(t, url)
+		if cond(mf) {
+			return mf
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func has(name string, labels map[string]string) func(map[string]*dto.MetricFamily) bool {
+	return func(mf map[string]*dto.MetricFamily) bool {
+		_, ok := testenv.Value(mf, name, labels)
+		return ok
+	}
+}
+
+func equals(name string, labels map[string]string, want float64) func(map[string]*dto.MetricFamily) bool {
+	return func(mf map[string]*dto.MetricFamily) bool {
+		v, ok := testenv.Value(mf, name, labels)
+		return ok && v == want
+	}
+}
+
+// TestBackupConfigReload: SIGHUP and POST /-/reload load a new config; a
+// broken one is refused with the old jobs kept and the reload gauge at 0.
+func TestBackupConfigReload(t *testing.T) {
+	dir := testenv.SharedTempDir(t)
+	dumps := filepath.Join(dir, "dumps")
+	writeFile(t, filepath.Join(dumps, "db.sql.gz"), "dump", time.Time{})
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.gz\n    max_age: 26h\n", time.Time{})
+
+	e := testenv.StartExporter(t, "--no-collector.libvirt", "--backup.config-file="+cfg)
+	url := e.URL + "/metrics"
+	waitFor(t, url, "first scan", equals("vmhost_backup_scan_success", map[string]string{"backup_job": "dumps"}, 1))
+
+	// Broken config via SIGHUP: refused, old job still exported.
+	writeFile(t, cfg, "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.gz\n    max_agee: 26h\n", time.Time{})
+	if err := e.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	mf := waitFor(t, url, "failed reload", equals("vmhost_backup_config_last_reload_successful", nil, 0))
+	if _, ok := testenv.Value(mf, "vmhost_backup_job_info", map[string]string{"backup_job": "dumps"}); !ok {
+		t.Error("the old job disappeared after a failed reload")
+	}
+	if !strings.Contains(e.Output(), "max_agee") {
+		t.Errorf("the log does not name the bad field:\n%s", e.Output())
+	}
+
+	// POST /-/reload with the same broken file: 500 with the reason.
+	resp, err := http.Post(e.URL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 4096)
+	n, _ := resp.Body.Read(body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body[:n]), "max_agee") {
+		t.Errorf("POST /-/reload with a broken file: %d %q", resp.StatusCode, body[:n])
+	}
+
+	// Fixed, with a second job: POST /-/reload takes it.
+	writeFile(t, cfg, "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.gz\n    max_age: 26h\n"+
+		"  - name: more\n    type: file_glob\n    glob: "+dumps+"/*.sql.gz\n    max_age: 1d\n", time.Time{})
+	resp, err = http.Post(e.URL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST /-/reload: %d", resp.StatusCode)
+	}
+	mf = waitFor(t, url, "second job scanned", equals("vmhost_backup_scan_success", map[string]string{"backup_job": "more"}, 1))
+	if v, _ := testenv.Value(mf, "vmhost_backup_config_last_reload_successful", nil); v != 1 {
+		t.Errorf("reload gauge after a good reload = %v", v)
+	}
+	if v, _ := testenv.Value(mf, "vmhost_backup_max_age_seconds", map[string]string{"backup_job": "more"}); v != 86400 {
+		t.Errorf("max_age of the new job = %v", v)
+	}
+
+	resp, err = http.Get(e.URL + "/-/reload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload: %d, want 405", resp.StatusCode)
+	}
+}
+
+// TestBackupUnreadableAsUnprivilegedUser runs the exporter as nobody, the
+// way it is deployed: a backup directory it may not read is a scan error
+// with the reason in the log, and everything else is still served.
+func TestBackupUnreadableAsUnprivilegedUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root", "the test switches to user nobody")
+	}
+	dir := testenv.SharedTempDir(t)
+	readable := filepath.Join(dir, "readable")
+	writeFile(t, filepath.Join(readable, "a.gz"), "x", time.Time{})
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, filepath.Join(secret, "2025-05-28", "backup.log"), "2025-05-28 02:00:00 - [5/5] done\n", time.Time{})
+	if err := os.Chmod(secret, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, "jobs:\n  - name: secret\n    type: dated_dir\n    path: "+secret+"\n    max_age: 1d\n"+
+		"  - name: readable\n    type: file_glob\n    glob: "+readable+"/*.gz\n    max_age: 1d\n", time.Time{})
+
+	e := testenv.StartExporterAs(t, testenv.Nobody, "--no-collector.libvirt", "--backup.config-file="+cfg)
+	mf := waitFor(t, e.URL+"/metrics", "scans", has("vmhost_backup_scan_success", map[string]string{"backup_job": "secret"}))
+	if v, _ := testenv.Value(mf, "vmhost_backup_scan_success", map[string]string{"backup_job": "secret"}); v != 0 {
+		t.Errorf("scan_success of the unreadable job = %v, want 0", v)
+	}
+	mf = waitFor(t, e.URL+"/metrics", "readable job", has("vmhost_backup_scan_success", map[string]string{"backup_job": "readable"}))
+	if v, _ := testenv.Value(mf, "vmhost_backup_scan_success", map[string]string{"backup_job": "readable"}); v != 1 {
+		t.Errorf("scan_success of the readable job = %v, want 1", v)
+	}
+	if _, ok := testenv.Value(mf, "node_memory_MemTotal_bytes", nil); !ok {
+		t.Error("host metrics missing")
+	}
+	if !strings.Contains(e.Output(), "permission denied") || !strings.Contains(e.Output(), secret) {
+		t.Errorf("the log does not say which path was denied:\n%s", e.Output())
+	}
+}

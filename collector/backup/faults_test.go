@@ -1,0 +1,206 @@
+package backup
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+const goodRcloneLog = `2025/05/28 02:00:01 INFO  : a.txt: Copied (new)
+2025/05/28 02:00:02 INFO  : 
+Transferred:   	        6 B / 6 B, 100%, 0 B/s, ETA -
+Transferred:            1 / 1, 100%
+Elapsed time:         1.0s
+
+Backup completed at Wed May 28 02:00:02 UTC 2025
+`
+
+// TestBadLogsAreScanErrors: empty, garbage and huge logs end the scan with
+// an error; the last good values stay exported, unchanged (their age keeps
+// growing, so nothing looks fresher than it is), with scan_success 0.
+func TestBadLogsAreScanErrors(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "rclone.log")
+	if err := os.WriteFile(logFile, []byte(goodRcloneLog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile, MaxAge: Duration(time.Hour)}
+	job.setDefaults()
+	now := time.Date(2025, 5, 28, 3, 0, 0, 0, time.UTC)
+	c := New(&Config{Jobs: []Job{job}}, Options{Now: func() time.Time { return now }, Location: time.UTC}, testLogger())
+	c.ScanOnce(context.Background())
+	j := map[string]string{"backup_job": "s3"}
+	mf := gatherFrom(t, c)
+	good := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j)
+	if want := float64(time.Date(2025, 5, 28, 2, 0, 2, 0, time.UTC).Unix()); good != want {
+		t.Fatalf("last success = %v, want %v", good, want)
+	}
+
+	huge := func(path string) {
+		// 256 MiB without a newline, sparse on disk: the reader must not
+		// hold it in memory.
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(256 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		prepare func(path string)
+		wantErr string
+	}{
+		{"empty", func(p string) { _ = os.WriteFile(p, nil, 0o644) }, "is empty"},
+		{"garbage", func(p string) {
+			_ = os.WriteFile(p, []byte("\x00\xff\xfe garbage\r\nnot a log line\r\n\x89PNG\r\n"), 0o644)
+		}, "no rclone log line"},
+		{"huge line", huge, "no rclone log line"},
+		{"missing", func(p string) { _ = os.Remove(p) }, "no such file"},
+		{"directory", func(p string) { _ = os.Remove(p); _ = os.Mkdir(p, 0o755) }, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.RemoveAll(logFile)
+			tc.prepare(logFile)
+			var before runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			c.ScanOnce(context.Background())
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 32<<20 {
+				t.Errorf("heap grew by %d MiB while scanning", grown>>20)
+			}
+			mf := gatherFrom(t, c)
+			if got := val(t, mf, "vmhost_backup_scan_success", j); got != 0 {
+				t.Errorf("scan_success = %v, want 0", got)
+			}
+			if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); got != good {
+				t.Errorf("last success after a bad scan = %v, want the last good %v", got, good)
+			}
+			c.mu.RLock()
+			msg := c.results["s3"].ScanErr
+			c.mu.RUnlock()
+			if !strings.Contains(msg, tc.wantErr) || !strings.Contains(msg, logFile) {
+				t.Errorf("scan error %q does not name the file and say %q", msg, tc.wantErr)
+			}
+		})
+	}
+
+	// Repaired: the next scan succeeds again.
+	_ = os.RemoveAll(logFile)
+	if err := os.WriteFile(logFile, []byte(goodRcloneLog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.ScanOnce(context.Background())
+	if got := val(t, gatherFrom(t, c), "vmhost_backup_scan_success", j); got != 1 {
+		t.Errorf("scan_success after repair = %v", got)
+	}
+}
+
+func TestCRLFAndInvalidUTF8Logs(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "kvm_restore.log")
+	content := "2025-05-28 02:00:00 - === KVM ホスト復元開始 ===\r\n" +
+		"2025-05-28 02:00:01 - [1/4] libvirt\xff設定を復元中...\r\n" +
+		"2025-05-28 02:10:00 - 復元完了。必要であれば再起動してください。\r\n"
+	if err := os.WriteFile(logFile, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mf := scan(t, time.Date(2025, 6, 1, 0, 0, 0, 0, time.Local), Job{Name: "r", Type: TypeRestoreLog, LogFile: logFile})
+	j := map[string]string{"backup_job": "r"}
+	want := float64(time.Date(2025, 5, 28, 2, 10, 0, 0, time.Local).Unix())
+	if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); got != want {
+		t.Errorf("last success = %v, want %v", got, want)
+	}
+	if got := val(t, mf, "vmhost_backup_last_run_duration_seconds", j); got != 600 {
+		t.Errorf("duration = %v, want 600", got)
+	}
+}
+
+// TestUnusableBackupDirectories: a missing path, a file where a directory
+// should be and a symlink loop give scan errors or are skipped, never a
+// hang or a crash.
+func TestUnusableBackupDirectories(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A set with a symlink loop inside and a log that says success.
+	set := filepath.Join(dir, "kvm", "2025-05-28")
+	if err := os.MkdirAll(filepath.Join(set, "images"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..", filepath.Join(set, "images", "loop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte("2025-05-28 02:00:00 - [5/5] バックアップ完了しました\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jobs := []Job{
+		{Name: "missing", Type: TypeDatedDir, Path: filepath.Join(dir, "nope")},
+		{Name: "notdir", Type: TypeDatedDir, Path: notDir},
+		{Name: "vz-missing", Type: TypeVzdump, Path: filepath.Join(dir, "nope")},
+		{Name: "loop", Type: TypeDatedDir, Path: filepath.Join(dir, "kvm")},
+	}
+	done := make(chan map[string]float64)
+	go func() {
+		mf := scan(t, time.Now(), jobs...)
+		out := map[string]float64{}
+		for _, j := range jobs {
+			out[j.Name], _ = testenv.Value(mf, "vmhost_backup_scan_success", map[string]string{"backup_job": j.Name})
+		}
+		done <- out
+	}()
+	select {
+	case got := <-done:
+		for name, want := range map[string]float64{"missing": 0, "notdir": 0, "vz-missing": 0, "loop": 1} {
+			if got[name] != want {
+				t.Errorf("%s: scan_success = %v, want %v", name, got[name], want)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("scan hung")
+	}
+}
+
+// TestSetVanishingDuringScan removes a set between listing and reading it,
+// as a retention job running at the same time would.
+func TestSetVanishingDuringScan(t *testing.T) {
+	base := t.TempDir()
+	for _, d := range []string{"2025-05-27", "2025-05-28"} {
+		if err := os.MkdirAll(filepath.Join(base, d, "images"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(base, d, "backup.log"), []byte(d+" 02:00:00 - [5/5] バックアップ完了しました\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	afterListing = func(path string) {
+		if filepath.Base(path) == "2025-05-28" {
+			_ = os.RemoveAll(path)
+		}
+	}
+	t.Cleanup(func() { afterListing = nil })
+	mf := scan(t, time.Now(), Job{Name: "kvm", Type: TypeDatedDir, Path: base})
+	j := map[string]string{"backup_job": "kvm"}
+	if got := val(t, mf, "vmhost_backup_scan_success", j); got != 1 {
+		t.Errorf("scan_success = %v, want 1", got)
+	}
+	if got := val(t, mf, "vmhost_backup_sets", j); got != 1 {
+		t.Errorf("sets = %v, want 1 (the vanished set is gone)", got)
+	}
+	want := float64(time.Date(2025, 5, 27, 2, 0, 0, 0, time.Local).Unix())
+	if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); got != want {
+		t.Errorf("last success = %v, want %v", got, want)
+	}
+}
