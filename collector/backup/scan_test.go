@@ -546,3 +546,42 @@ func TestFileGlob(t *testing.T) {
 		t.Errorf("scan_success for a missing directory = %v, want 0", got)
 	}
 }
+
+// TestHardLinkedSetsMatchDu: a set made with `rsync --link-dest` shares
+// unchanged files with the previous set; inside one set a file linked
+// twice is one file on disk. Sizes must equal du's.
+func TestHardLinkedSetsMatchDu(t *testing.T) {
+	testenv.LookPath(t, "rsync", "rsync")
+	src, _ := hostSources(t)
+	base := t.TempDir()
+	log := func(set string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(base, set, "backup.log"), []byte(set+" 02:00:00 - [5/5] バックアップ完了しました\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, set := range []string{"2025-05-27", "2025-05-28"} {
+		if err := os.MkdirAll(filepath.Join(base, set), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCmd(t, nil, "rsync", "-a", "--sparse", filepath.Join(src, "images")+"/", filepath.Join(base, "2025-05-27", "images")+"/")
+	log("2025-05-27")
+	runCmd(t, nil, "rsync", "-a", "--sparse", "--link-dest="+filepath.Join(base, "2025-05-27", "images"),
+		filepath.Join(src, "images")+"/", filepath.Join(base, "2025-05-28", "images")+"/")
+	runCmd(t, nil, "ln", filepath.Join(base, "2025-05-28", "images", "vm-b.qcow2"), filepath.Join(base, "2025-05-28", "images", "vm-b-link.qcow2"))
+	log("2025-05-28")
+
+	newest := filepath.Join(base, "2025-05-28")
+	mf := scan(t, time.Now(), Job{Name: "kvm", Type: TypeDatedDir, Path: base})
+	j := map[string]string{"backup_job": "kvm"}
+	if got, want := val(t, mf, "vmhost_backup_last_success_size_bytes", j), duBytes(t, true, newest); got != want {
+		t.Errorf("apparent size = %v, du --apparent-size says %v", got, want)
+	}
+	if got, want := val(t, mf, "vmhost_backup_last_success_disk_usage_bytes", j), duBytes(t, false, newest); got != want {
+		t.Errorf("disk usage = %v, du says %v", got, want)
+	}
+	if got, want := val(t, mf, "vmhost_backup_last_success_files", j), countFiles(t, newest); got != want {
+		t.Errorf("files = %v, find says %v", got, want)
+	}
+}
