@@ -19,7 +19,7 @@ LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revisio
 # Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
 ARGS ?=
 
-.PHONY: all build run test test-deps lint bench soak dashboards clean
+.PHONY: all build run test test-deps lint bench dashboards clean
 
 all: build
 
@@ -49,3 +49,7 @@ bench:
 
 clean:
 	rm -f $(BIN)
+
+# The dashboards' JSON is generated from dashboards/*.go and committed.
+dashboards:
+	$(GO) run ./dashboards/gen dashboards

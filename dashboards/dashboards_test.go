@@ -1,0 +1,345 @@
+package dashboards
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+type jsonPanel struct {
+	Type        string `json:"type"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	Datasource  struct {
+		UID string `json:"uid"`
+	} `json:"datasource"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+	FieldConfig struct {
+		Defaults struct {
+			Unit string `json:"unit"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
+}
+
+type jsonDashboard struct {
+	UID        string      `json:"uid"`
+	Title      string      `json:"title"`
+	Panels     []jsonPanel `json:"panels"`
+	Templating struct {
+		List []struct {
+			Name  string `json:"name"`
+			Type  string `json:"type"`
+			Query any    `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+	Links []struct {
+		URL string `json:"url"`
+	} `json:"links"`
+}
+
+func loadCommitted(t *testing.T) map[string]jsonDashboard {
+	t.Helper()
+	files, _ := filepath.Glob("*.json")
+	if len(files) != 3 {
+		t.Fatalf("want 3 dashboards, found %v", files)
+	}
+	out := map[string]jsonDashboard{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d jsonDashboard
+		if err := json.Unmarshal(data, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[f] = d
+	}
+	return out
+}
+
+func TestCommittedJSONIsGeneratorOutput(t *testing.T) {
+	files, err := Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatalf("%v (run make dashboards)", err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs from the generator's output: run make dashboards", name)
+		}
+	}
+}
+
+var wantVariables = map[string][]string{
+	UIDHostFleet: {"datasource", "instance"},
+	UIDVMs:       {"datasource", "instance", "domain"},
+	UIDBackups:   {"datasource", "instance", "backup_job"},
+}
+
+// counterFunctions are the only functions a counter may be shown through.
+var counterFunctions = map[string]bool{"rate": true, "irate": true, "increase": true}
+
+// isCounter tells counters by their names: every counter this project
+// shows ends in _total, or is one of node_exporter's vmstat counters.
+func isCounter(name string) bool {
+	return strings.HasSuffix(name, "_total") || strings.HasPrefix(name, "node_vmstat_")
+}
+
+// substitute replaces Grafana's variables with what "All" and a 15s scrape
+// interval would give.
+func substitute(expr string) string {
+	r := strings.NewReplacer("$__rate_interval", "1m", "$instance", ".*", "$domain", ".*", "$backup_job", ".*")
+	return r.Replace(expr)
+}
+
+// TestDashboardLint enforces dashboard-linter's rules (REQUIREMENTS §5) and
+// our own: stable uids, links, variables, units, descriptions, PromQL.
+func TestDashboardLint(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	rangeOK := regexp.MustCompile(`\[\$__rate_interval\]`)
+	anyRange := regexp.MustCompile(`\[[^\]]*\]`)
+	uids := map[string]bool{}
+	for file, d := range loadCommitted(t) {
+		uids[d.UID] = true
+		want, known := wantVariables[d.UID]
+		if !known {
+			t.Errorf("%s: unexpected uid %q", file, d.UID)
+			continue
+		}
+		var names []string
+		for _, v := range d.Templating.List {
+			names = append(names, v.Name)
+			if v.Name == "datasource" && v.Type != "datasource" {
+				t.Errorf("%s: variable datasource has type %s", file, v.Type)
+			}
+		}
+		if strings.Join(names, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: variables %v, want %v", file, names, want)
+		}
+		if len(d.Links) != 2 {
+			t.Errorf("%s: %d links, want one to each other dashboard", file, len(d.Links))
+		}
+		for _, panel := range d.Panels {
+			where := fmt.Sprintf("%s: panel %q", file, panel.Title)
+			if panel.Description == "" {
+				t.Errorf("%s has no description", where)
+			}
+			if panel.FieldConfig.Defaults.Unit == "" {
+				t.Errorf("%s has no unit", where)
+			}
+			if panel.Datasource.UID != "${datasource}" {
+				t.Errorf("%s uses datasource %q, not ${datasource}", where, panel.Datasource.UID)
+			}
+			if len(panel.Targets) == 0 {
+				t.Errorf("%s has no query", where)
+			}
+			for _, target := range panel.Targets {
+				for _, r := range anyRange.FindAllString(target.Expr, -1) {
+					if strings.Contains(target.Expr, "rate(") && !rangeOK.MatchString(r) {
+						t.Errorf("%s: range %s in %q; rates must use $__rate_interval", where, r, target.Expr)
+					}
+				}
+				expr, err := p.ParseExpr(substitute(target.Expr))
+				if err != nil {
+					t.Errorf("%s: %q does not parse: %v", where, target.Expr, err)
+					continue
+				}
+				for _, path := range counterPaths(expr) {
+					t.Errorf("%s: counter %s shown without rate/increase in %q", where, path, target.Expr)
+				}
+			}
+		}
+	}
+	for uid := range wantVariables {
+		if !uids[uid] {
+			t.Errorf("no dashboard with uid %s", uid)
+		}
+	}
+}
+
+// counterPaths returns the counters in expr not wrapped in rate, irate or
+// increase.
+func counterPaths(expr parser.Expr) []string {
+	var bad []string
+	var walk func(n parser.Node, inCounterFn bool)
+	walk = func(n parser.Node, inCounterFn bool) {
+		switch x := n.(type) {
+		case *parser.Call:
+			ok := counterFunctions[x.Func.Name]
+			for _, a := range x.Args {
+				walk(a, ok)
+			}
+			return
+		case *parser.VectorSelector:
+			if isCounter(x.Name) && !inCounterFn {
+				bad = append(bad, x.Name)
+			}
+			return
+		case *parser.MatrixSelector:
+			walk(x.VectorSelector, inCounterFn)
+			return
+		case *parser.AggregateExpr:
+			// count and group look at which series exist, not at values.
+			walk(x.Expr, x.Op == parser.COUNT || x.Op == parser.GROUP)
+			return
+		}
+		for _, c := range parser.Children(n) {
+			walk(c, false)
+		}
+	}
+	walk(expr, false)
+	return bad
+}
+
+func TestCounterCheckCatchesBareCounters(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	for expr, want := range map[string]int{
+		`node_cpu_seconds_total`:           1,
+		`rate(node_cpu_seconds_total[1m])`: 0,
+		`sum(rate(libvirt_domain_info_cpu_time_seconds_total[1m])) / sum(node_vmstat_pswpin)`: 1,
+		`increase(node_vmstat_pswpin[1h])`: 0,
+	} {
+		e, err := p.ParseExpr(expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(counterPaths(e)); got != want {
+			t.Errorf("%s: %d bare counters, want %d", expr, got, want)
+		}
+	}
+}
+
+// guestBalloon serves the balloon statistics a guest driver would report
+// for the test-driver domains, which have no guest OS: the one part of the
+// data no real component here can produce.
+func guestBalloon() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "# TYPE libvirt_domain_memory_stats_available_bytes gauge")
+		fmt.Fprintln(w, `libvirt_domain_memory_stats_available_bytes{domain="web1"} 2147483648`)
+		fmt.Fprintln(w, `libvirt_domain_memory_stats_available_bytes{domain="db1"} 8589934592`)
+		fmt.Fprintln(w, "# TYPE libvirt_domain_memory_stats_usable_bytes gauge")
+		fmt.Fprintln(w, `libvirt_domain_memory_stats_usable_bytes{domain="web1"} 536870912`)
+		fmt.Fprintln(w, `libvirt_domain_memory_stats_usable_bytes{domain="db1"} 1073741824`)
+	})
+}
+
+// TestEveryPanelReturnsData: a real Prometheus with the shipped rules
+// scrapes a real exporter (host metrics, test-driver domains, backup jobs)
+// and every panel query, variables set to "All", returns data.
+func TestEveryPanelReturnsData(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	node, _ := filepath.Abs("../collector/libvirt/testdata/node.xml")
+
+	// Backups: a dated set holding the test-driver VMs' XML, and a
+	// restore log.
+	dir := testenv.SharedTempDir(t)
+	set := filepath.Join(dir, "kvm", time.Now().Format("2006-01-02"))
+	for _, vm := range []string{"web1", "db1"} {
+		writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name></domain>\n")
+	}
+	writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("x", 4096))
+	now := time.Now().Add(-time.Hour).Format("2006-01-02 15:04:05")
+	writeFile(t, filepath.Join(set, "backup.log"), now+" - === KVM ホストバックアップ開始 ===\n"+now+" - [5/5] バックアップ完了しました\n")
+	writeFile(t, filepath.Join(dir, "kvm_restore.log"), now+" - === KVM ホスト復元開始 ===\n"+now+" - 復元完了。必要であれば再起動してください。\n")
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, "jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+filepath.Join(dir, "kvm")+"\n    max_age: 8d\n"+
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+filepath.Join(dir, "kvm_restore.log")+"\n    max_age: 35d\n")
+
+	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
+	exporterAddr := strings.TrimPrefix(e.URL, "http://")
+	balloon := httptest.NewServer(guestBalloon())
+	t.Cleanup(balloon.Close)
+
+	rules, _ := filepath.Abs("../rules")
+	prom := testenv.StartPrometheus(t, `global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - `+rules+`/*.yml
+scrape_configs:
+  - job_name: vmhost
+    static_configs:
+      - targets: ['`+exporterAddr+`']
+  # Guest balloon statistics of the exporter's VMs (see guestBalloon),
+  # labelled as if the exporter had reported them.
+  - job_name: guest-balloon
+    static_configs:
+      - targets: ['`+strings.TrimPrefix(balloon.URL, "http://")+`']
+    relabel_configs:
+      - target_label: instance
+        replacement: '`+exporterAddr+`'
+      - target_label: job
+        replacement: vmhost
+`)
+
+	type pending struct{ where, expr string }
+	var todo []pending
+	for file, d := range loadCommitted(t) {
+		for _, panel := range d.Panels {
+			for _, target := range panel.Targets {
+				todo = append(todo, pending{file + ": " + panel.Title, substitute(target.Expr)})
+			}
+		}
+		for _, v := range d.Templating.List {
+			if q, ok := v.Query.(string); ok && strings.HasPrefix(q, "label_values(") {
+				// label_values(metric, label) returns data when the metric has series.
+				inner := strings.TrimSuffix(strings.TrimPrefix(q, "label_values("), ")")
+				metric := inner[:strings.LastIndex(inner, ",")]
+				todo = append(todo, pending{file + ": variable " + v.Name, substitute(metric)})
+			}
+		}
+	}
+	sort.Slice(todo, func(a, b int) bool { return todo[a].where < todo[b].where })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for len(todo) > 0 && ctx.Err() == nil {
+		var left []pending
+		for _, q := range todo {
+			r, err := prom.Query(ctx, q.expr)
+			if err != nil {
+				t.Errorf("%s: %v", q.where, err)
+				continue
+			}
+			if len(r.Data.Result) == 0 {
+				left = append(left, q)
+			}
+		}
+		todo = left
+		if len(todo) > 0 {
+			time.Sleep(time.Second)
+		}
+	}
+	for _, q := range todo {
+		t.Errorf("%s: no data for %s", q.where, q.expr)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
