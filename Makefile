@@ -19,7 +19,7 @@ LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revisio
 # Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
 ARGS ?=
 
-.PHONY: all build run test test-deps lint bench dashboards clean
+.PHONY: all build run test test-deps lint fuzz bench dashboards demo clean
 
 all: build
 
@@ -43,6 +43,20 @@ lint:
 # installs them (as root) when missing.
 test: test-deps lint
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+# Every parser's fuzz target for FUZZTIME each (go test -fuzz takes one
+# target per run).
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./collector/backup:FuzzConfig ./collector/backup:FuzzRcloneLog ./collector/backup:FuzzRestoreLog \
+	./collector/backup:FuzzStepLog ./collector/backup:FuzzVzdumpNames \
+	./collector/libvirt:FuzzDomainXML ./collector/libvirt:FuzzSnapshotXML
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
@@ -53,3 +67,7 @@ clean:
 # The dashboards' JSON is generated from dashboards/*.go and committed.
 dashboards:
 	$(GO) run ./dashboards/gen dashboards
+
+# The whole stack on loopback with sample VMs and backups; Ctrl-C stops it.
+demo:
+	./scripts/demo.sh

@@ -157,3 +157,14 @@ func lockHostWideLibvirtd(t testing.TB) {
 		f.Close()
 	})
 }
+
+// StartLibvirtdLockOnly takes the host-wide libvirtd lock for a test that
+// starts a libvirtd of its own (the demo script), after checking that it
+// may: root is needed.
+func StartLibvirtdLockOnly(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root", "libvirtd with the QEMU driver needs root")
+	}
+	lockHostWideLibvirtd(t)
+}

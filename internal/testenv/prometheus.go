@@ -74,3 +74,25 @@ func (p *Prometheus) Query(ctx context.Context, q string) (*QueryResult, error) 
 	}
 	return &r, nil
 }
+
+// StartAlertmanager runs Debian's Alertmanager with the given configuration
+// on loopback, without clustering, and waits until it is ready.
+func StartAlertmanager(t testing.TB, config string) string {
+	t.Helper()
+	bin := LookPath(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreePort(t)
+	Start(t, bin,
+		"--config.file="+cfg,
+		"--storage.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--cluster.listen-address=",
+	)
+	url := "http://" + addr
+	WaitHTTP(t, url+"/-/ready", 30*time.Second)
+	return url
+}

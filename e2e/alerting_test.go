@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+// notification is what Alertmanager's webhook receiver gets.
+type notification struct {
+	Receiver string // path of the webhook: the route taken
+	Status   string `json:"status"`
+	Alerts   []struct {
+		Status      string            `json:"status"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"alerts"`
+}
+
+type webhook struct {
+	mu   sync.Mutex
+	got  []notification
+	srv  *httptest.Server
+	seen map[string]bool
+}
+
+func newWebhook(t *testing.T) *webhook {
+	w := &webhook{seen: map[string]bool{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var n notification
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(rw, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.Receiver = r.URL.Path
+		w.mu.Lock()
+		w.got = append(w.got, n)
+		w.mu.Unlock()
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+type alertMatch struct {
+	receiver string
+	status   string // firing | resolved
+	labels   map[string]string
+}
+
+func (m alertMatch) String() string {
+	return fmt.Sprintf("%s %s on %s", m.labels, m.status, m.receiver)
+}
+
+// find returns the annotations of the first alert that matches.
+func (w *webhook) find(m alertMatch) (map[string]string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range w.got {
+		if n.Receiver != m.receiver {
+			continue
+		}
+	alerts:
+		for _, a := range n.Alerts {
+			if a.Status != m.status {
+				continue
+			}
+			for k, v := range m.labels {
+				if a.Labels[k] != v {
+					continue alerts
+				}
+			}
+			return a.Annotations, true
+		}
+	}
+	return nil, false
+}
+
+func (w *webhook) wait(t *testing.T, m alertMatch, timeout time.Duration) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if ann, ok := w.find(m); ok {
+			t.Logf("received %s", m)
+			return ann
+		}
+		if time.Now().After(deadline) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Fatalf("no notification %s within %s; received: %+v", m, timeout, w.got)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+const domainTemplate = `  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>%s</name>
+    <uuid>%s</uuid>
+    <memory unit='MiB'>1024</memory>
+    <vcpu>1</vcpu>
+    <metadata><vmhost:vm xmlns:vmhost='https://github.com/vmhost-exporter/vmhost_exporter/xmlns/vm/1'><vmhost:role>%s</vmhost:role></vmhost:vm></metadata>
+    <os><type>hvm</type></os>
+    <test:runstate>%d</test:runstate>
+  </domain>
+`
+
+func writeNode(t *testing.T, path string, web1State int) {
+	t.Helper()
+	xml := "<node>\n" +
+		fmt.Sprintf(domainTemplate, "web1", "20000000-0000-4000-8000-000000000001", "web", web1State) +
+		fmt.Sprintf(domainTemplate, "db1", "20000000-0000-4000-8000-000000000002", "db", 1) +
+		"</node>\n"
+	if err := os.WriteFile(path, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeMeminfo(t *testing.T, procfs string, swapFreeKiB int) {
+	t.Helper()
+	content := fmt.Sprintf(`MemTotal:       16384000 kB
+MemFree:         8192000 kB
+MemAvailable:   12288000 kB
+Buffers:          102400 kB
+Cached:          2048000 kB
+SwapCached:            0 kB
+Active:          2048000 kB
+Inactive:        1024000 kB
+SwapTotal:       4194304 kB
+SwapFree:        %d kB
+Dirty:                 0 kB
+HugePages_Total:       0
+HugePages_Free:        0
+Hugepagesize:       2048 kB
+`, swapFreeKiB)
+	if err := os.WriteFile(filepath.Join(procfs, "meminfo"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAlertsReachTheReceiver causes real conditions and follows the shipped
+// rules through Prometheus and Alertmanager to a webhook: a stale backup, a
+// stopped libvirtd, a crashed VM and a host with 2 GiB of swap in use; each
+// notification must arrive with its labels and annotations, and resolve when
+// the condition is repaired.
+func TestAlertsReachTheReceiver(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	dir := testenv.SharedTempDir(t)
+
+	// Host A: the libvirt test driver and a backup job whose newest dump is
+	// two days old while max_age is one hour.
+	node := filepath.Join(dir, "node.xml")
+	writeNode(t, node, 1)
+	dumps := filepath.Join(dir, "dumps")
+	if err := os.MkdirAll(dumps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(dumps, "db-old.sql.gz")
+	if err := os.WriteFile(old, []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	twoDaysAgo := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(old, twoDaysAgo, twoDaysAgo); err != nil {
+		t.Fatal(err)
+	}
+	backupCfg := filepath.Join(dir, "backup.yml")
+	if err := os.WriteFile(backupCfg, []byte("jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.sql.gz\n    max_age: 1h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hostA := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node),
+		"--libvirt.timeout=2s", "--backup.config-file="+backupCfg, "--backup.scan-interval=1s")
+
+	// Host B: host metrics from a procfs fixture with 2 GiB of swap in use.
+	procfs := filepath.Join(dir, "proc")
+	if err := os.MkdirAll(procfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeMeminfo(t, procfs, 2097152)
+	hostB := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.meminfo", "--collector.uname", "--path.procfs="+procfs)
+
+	hook := newWebhook(t)
+	am := testenv.StartAlertmanager(t, `route:
+  receiver: default
+  group_by: ['alertname', 'instance']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: critical
+    - matchers: ['severity="warning"']
+      receiver: warning
+inhibit_rules:
+  - source_matchers: ['alertname="LibvirtDown"']
+    target_matchers: ['alertname=~"VM.+"']
+    equal: ['instance']
+receivers:
+  - name: default
+    webhook_configs: [{url: '`+hook.srv.URL+`/default', send_resolved: true}]
+  - name: critical
+    webhook_configs: [{url: '`+hook.srv.URL+`/critical', send_resolved: true}]
+  - name: warning
+    webhook_configs: [{url: '`+hook.srv.URL+`/warning', send_resolved: true}]
+`)
+	rules, _ := filepath.Abs("../rules")
+	testenv.StartPrometheus(t, `global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - `+rules+`/*.yml
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['`+strings.TrimPrefix(am, "http://")+`']
+scrape_configs:
+  - job_name: vmhost
+    static_configs:
+      - targets: ['`+strings.TrimPrefix(hostA.URL, "http://")+`', '`+strings.TrimPrefix(hostB.URL, "http://")+`']
+`)
+	a := strings.TrimPrefix(hostA.URL, "http://")
+	b := strings.TrimPrefix(hostB.URL, "http://")
+	start := time.Now()
+
+	// 1. The stale backup (no "for"): at once.
+	ann := hook.wait(t, alertMatch{"/critical", "firing", map[string]string{
+		"alertname": "BackupStale", "backup_job": "dumps", "instance": a, "severity": "critical"}}, time.Minute)
+	if !strings.Contains(ann["description"], "job dumps") || !strings.HasSuffix(ann["runbook_url"], "#backupstale") {
+		t.Errorf("BackupStale annotations: %v", ann)
+	}
+
+	// 2. libvirtd stops: LibvirtDown after its 2 minutes.
+	l.Kill()
+	hook.wait(t, alertMatch{"/critical", "firing", map[string]string{"alertname": "LibvirtDown", "instance": a}}, 3*time.Minute)
+
+	// 3. libvirtd returns, with web1 crashed: LibvirtDown resolves, VMCrashed
+	// fires for web1 only.
+	writeNode(t, node, 6)
+	l.Start()
+	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "LibvirtDown", "instance": a}}, time.Minute)
+	ann = hook.wait(t, alertMatch{"/critical", "firing", map[string]string{
+		"alertname": "VMCrashed", "instance": a, "domain": "web1", "state_desc": "the domain is crashed"}}, 2*time.Minute)
+	if !strings.Contains(ann["description"], "web1") {
+		t.Errorf("VMCrashed description: %q", ann["description"])
+	}
+
+	// 4. Host B's swap: HostSwapUsageHigh after its 5 minutes, as a warning.
+	ann = hook.wait(t, alertMatch{"/warning", "firing", map[string]string{
+		"alertname": "HostSwapUsageHigh", "instance": b, "severity": "warning"}}, 6*time.Minute-time.Since(start)+time.Minute)
+	if !strings.Contains(ann["description"], "2GiB") {
+		t.Errorf("HostSwapUsageHigh description %q does not show the 2 GiB", ann["description"])
+	}
+
+	// 5. Repairs: a fresh dump, swap freed, web1 running again.
+	fresh := filepath.Join(dumps, "db-new.sql.gz")
+	if err := os.WriteFile(fresh, []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeMeminfo(t, procfs, 4194304)
+	writeNode(t, node, 1)
+	l.Kill()
+	l.Start()
+	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "BackupStale", "backup_job": "dumps"}}, time.Minute)
+	hook.wait(t, alertMatch{"/warning", "resolved", map[string]string{"alertname": "HostSwapUsageHigh", "instance": b}}, time.Minute)
+	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "VMCrashed", "domain": "web1"}}, time.Minute)
+
+	// Silent throughout: db1 never crashed, host A's real swap is not B's.
+	for _, m := range []alertMatch{
+		{"/critical", "firing", map[string]string{"alertname": "VMCrashed", "domain": "db1"}},
+		{"/warning", "firing", map[string]string{"alertname": "HostSwapUsageHigh", "instance": a}},
+	} {
+		if _, ok := hook.find(m); ok {
+			t.Errorf("unexpected notification %s", m)
+		}
+	}
+}
