@@ -19,7 +19,7 @@ LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revisio
 # Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
 ARGS ?=
 
-.PHONY: all build run test test-deps lint fuzz bench dashboards demo clean
+.PHONY: all build run test test-deps lint fuzz bench soak dashboards demo clean
 
 all: build
 
@@ -71,3 +71,8 @@ dashboards:
 # The whole stack on loopback with sample VMs and backups; Ctrl-C stops it.
 demo:
 	./scripts/demo.sh
+
+# One hour of scrapes every second with libvirtd faults (not run by CI).
+SOAK_DURATION ?= 1h
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 3h ./e2e/

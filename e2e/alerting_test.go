@@ -7,8 +7,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,6 +187,13 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 	writeMeminfo(t, procfs, 2097152)
 	hostB := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.meminfo", "--collector.uname", "--path.procfs="+procfs)
 
+	// Host C: a real QEMU/TCG VM on the same libvirtd, watched over
+	// qemu:///system.
+	qemuVM := fmt.Sprintf("vmhtest-e2e-%d", os.Getpid())
+	defineAndStartQEMU(t, l, qemuVM)
+	hostC := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.libvirt",
+		"--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system", "--libvirt.timeout=2s")
+
 	hook := newWebhook(t)
 	am := testenv.StartAlertmanager(t, `route:
   receiver: default
@@ -222,10 +231,11 @@ alerting:
 scrape_configs:
   - job_name: vmhost
     static_configs:
-      - targets: ['`+strings.TrimPrefix(hostA.URL, "http://")+`', '`+strings.TrimPrefix(hostB.URL, "http://")+`']
+      - targets: ['`+strings.TrimPrefix(hostA.URL, "http://")+`', '`+strings.TrimPrefix(hostB.URL, "http://")+`', '`+strings.TrimPrefix(hostC.URL, "http://")+`']
 `)
 	a := strings.TrimPrefix(hostA.URL, "http://")
 	b := strings.TrimPrefix(hostB.URL, "http://")
+	c := strings.TrimPrefix(hostC.URL, "http://")
 	start := time.Now()
 
 	// 1. The stale backup (no "for"): at once.
@@ -235,11 +245,19 @@ scrape_configs:
 		t.Errorf("BackupStale annotations: %v", ann)
 	}
 
-	// 2. libvirtd stops: LibvirtDown after its 2 minutes.
+	// 2. The QEMU process of the real VM dies: libvirt says "shut off
+	// (crashed)", VMCrashed fires; started again, it resolves.
+	killQEMU(t, qemuVM)
+	hook.wait(t, alertMatch{"/critical", "firing", map[string]string{
+		"alertname": "VMCrashed", "instance": c, "domain": qemuVM, "state_desc": "the domain is shut off"}}, 2*time.Minute)
+	l.MustVirsh("qemu:///system", "start", qemuVM)
+	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "VMCrashed", "domain": qemuVM}}, time.Minute)
+
+	// 3. libvirtd stops: LibvirtDown after its 2 minutes.
 	l.Kill()
 	hook.wait(t, alertMatch{"/critical", "firing", map[string]string{"alertname": "LibvirtDown", "instance": a}}, 3*time.Minute)
 
-	// 3. libvirtd returns, with web1 crashed: LibvirtDown resolves, VMCrashed
+	// 4. libvirtd returns, with web1 crashed: LibvirtDown resolves, VMCrashed
 	// fires for web1 only.
 	writeNode(t, node, 6)
 	l.Start()
@@ -250,14 +268,14 @@ scrape_configs:
 		t.Errorf("VMCrashed description: %q", ann["description"])
 	}
 
-	// 4. Host B's swap: HostSwapUsageHigh after its 5 minutes, as a warning.
+	// 5. Host B's swap: HostSwapUsageHigh after its 5 minutes, as a warning.
 	ann = hook.wait(t, alertMatch{"/warning", "firing", map[string]string{
 		"alertname": "HostSwapUsageHigh", "instance": b, "severity": "warning"}}, 6*time.Minute-time.Since(start)+time.Minute)
 	if !strings.Contains(ann["description"], "2GiB") {
 		t.Errorf("HostSwapUsageHigh description %q does not show the 2 GiB", ann["description"])
 	}
 
-	// 5. Repairs: a fresh dump, swap freed, web1 running again.
+	// 6. Repairs: a fresh dump, swap freed, web1 running again.
 	fresh := filepath.Join(dumps, "db-new.sql.gz")
 	if err := os.WriteFile(fresh, []byte("dump"), 0o644); err != nil {
 		t.Fatal(err)
@@ -278,5 +296,54 @@ scrape_configs:
 		if _, ok := hook.find(m); ok {
 			t.Errorf("unexpected notification %s", m)
 		}
+	}
+}
+
+func defineAndStartQEMU(t *testing.T, l *testenv.Libvirtd, name string) {
+	t.Helper()
+	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	disk := filepath.Join(l.Dir, name+".img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	xml := filepath.Join(l.Dir, name+".xml")
+	if err := os.WriteFile(xml, []byte(`<domain type='qemu'>
+  <name>`+name+`</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='`+disk+`'/><target dev='vda' bus='virtio'/></disk>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.MustVirsh("qemu:///system", "define", xml)
+	t.Cleanup(func() {
+		_, _ = l.Virsh("qemu:///system", "destroy", name)
+		_, _ = l.Virsh("qemu:///system", "undefine", name)
+	})
+	l.MustVirsh("qemu:///system", "start", name)
+}
+
+// killQEMU kills the VM's QEMU process, as the OOM killer would.
+func killQEMU(t *testing.T, name string) {
+	t.Helper()
+	data, err := os.ReadFile("/run/libvirt/qemu/" + name + ".pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -75,7 +75,7 @@ func TestTestDriverDomains(t *testing.T) {
 	}
 	defer expected.Close()
 	if err := testutil.GatherAndCompare(reg, expected,
-		"libvirt_up", "libvirt_domains", "libvirt_domain_info", "libvirt_domain_info_state",
+		"libvirt_up", "libvirt_domains", "libvirt_domain_info", "libvirt_domain_info_state", "libvirt_domain_info_state_reason",
 		"libvirt_domain_info_virtual_cpus", "libvirt_domain_info_maximum_memory_bytes",
 		"libvirt_domain_info_memory_usage_bytes", "libvirt_domain_info_cpu_time_seconds_total",
 		"libvirt_domain_autostart", "libvirt_domain_snapshots",
@@ -236,6 +236,9 @@ func TestQEMUDomains(t *testing.T) {
 	if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vmB, "state_desc": "the domain is shut off"}); v != 5 {
 		t.Errorf("%s state after destroy = %v, want 5", vmB, v)
 	}
+	if v := mustValue(t, mf, "libvirt_domain_info_state_reason", map[string]string{"domain": vmB}); v != 2 {
+		t.Errorf("%s state reason after destroy = %v, want 2 (destroyed)", vmB, v)
+	}
 	if _, ok := testenv.Value(mf, "libvirt_domain_vcpu_time_seconds_total", map[string]string{"domain": vmB}); ok {
 		t.Errorf("%s still has vCPU time after destroy", vmB)
 	}
@@ -354,4 +357,55 @@ func trimStacks(s string) string {
 		return s[:8000] + "\n..."
 	}
 	return strings.TrimSpace(s)
+}
+
+// TestFaultsDuring500Scrapes kills, restarts, freezes and thaws libvirtd
+// over and over during 500 scrapes: every scrape stays within the timeout
+// and says libvirt_up 0 exactly while libvirtd is unusable, and goroutines
+// and fds end where they started.
+func TestFaultsDuring500Scrapes(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	const timeout = time.Second
+	c := New(Config{Socket: l.SockRO, URI: testenv.TestURI(nodeXML(t)), Timeout: timeout}, testLogger())
+	reg := newRegistry(t, c)
+	gather(t, reg)
+	g0, fd0 := settle(t, 0), countFDs(t)
+
+	down := false
+	for i := range 500 {
+		switch i % 50 {
+		case 10:
+			l.Kill()
+			down = true
+		case 15:
+			l.Start()
+			down = false
+		case 30:
+			l.Freeze()
+			down = true
+		case 32:
+			l.Thaw()
+			down = false
+		}
+		start := time.Now()
+		mf := gather(t, reg)
+		if took := time.Since(start); took > timeout+time.Second {
+			t.Fatalf("scrape %d took %s", i, took)
+		}
+		up := mustValue(t, mf, "libvirt_up", nil)
+		if down && up != 0 {
+			t.Fatalf("scrape %d: libvirt_up = %v while libvirtd is unusable", i, up)
+		}
+		// The first scrape after a thaw may still see the aborted
+		// connection; from the second on it must have recovered.
+		if !down && i%50 != 15 && i%50 != 32 && up != 1 {
+			t.Fatalf("scrape %d: libvirt_up = %v with libvirtd healthy", i, up)
+		}
+	}
+	if g1 := settle(t, g0); g1 > g0 {
+		t.Errorf("goroutines grew from %d to %d", g0, g1)
+	}
+	if fd1 := countFDs(t); fd1 > fd0 {
+		t.Errorf("open fds grew from %d to %d", fd0, fd1)
+	}
 }

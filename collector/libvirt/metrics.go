@@ -46,8 +46,8 @@ type descriptors struct {
 	up, domains, scrapeDuration, rpcCalls *prometheus.Desc
 	partSuccess, partDuration             *prometheus.Desc
 
-	domainInfo, domainScrapeSuccess, state, vcpus, maxMemory, memoryUsage, cpuTime *prometheus.Desc
-	autostart, snapshots, snapshotOldest, snapshotNewest                           *prometheus.Desc
+	domainInfo, domainScrapeSuccess, state, stateReason, vcpus, maxMemory, memoryUsage, cpuTime *prometheus.Desc
+	autostart, snapshots, snapshotOldest, snapshotNewest                                        *prometheus.Desc
 
 	balloon        []balloonMetric
 	memUsedPercent *prometheus.Desc
@@ -76,6 +76,7 @@ func newDescriptors() descriptors {
 		domainInfo:          desc("domain", "info", "Metadata of a domain; role comes from the domain's <metadata> (see README).", "domain", "uuid", "role"),
 		domainScrapeSuccess: desc("domain", "scrape_success", "Whether everything about this domain could be read (stats, XML, snapshots).", dl...),
 		state:               desc("domain_info", "state", "Domain state as a libvirt code: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended by guest power management.", "domain", "state_desc"),
+		stateReason:         desc("domain_info", "state_reason", "libvirt's reason code for the state; its meaning depends on the state (shut off: 1 shut down, 2 destroyed, 3 crashed, 5 saved, 6 failed to start).", dl...),
 		vcpus:               desc("domain_info", "virtual_cpus", "Number of virtual CPUs of the domain.", dl...),
 		maxMemory:           desc("domain_info", "maximum_memory_bytes", "Maximum memory of the domain.", dl...),
 		memoryUsage:         desc("domain_info", "memory_usage_bytes", "Memory currently allocated to the domain (balloon size); not the memory the guest uses.", dl...),
@@ -155,7 +156,7 @@ func newDescriptors() descriptors {
 func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.up, d.domains, d.scrapeDuration, d.rpcCalls, d.partSuccess, d.partDuration,
-		d.domainInfo, d.domainScrapeSuccess, d.state, d.vcpus, d.maxMemory, d.memoryUsage, d.cpuTime,
+		d.domainInfo, d.domainScrapeSuccess, d.state, d.stateReason, d.vcpus, d.maxMemory, d.memoryUsage, d.cpuTime,
 		d.autostart, d.snapshots, d.snapshotOldest, d.snapshotNewest, d.memUsedPercent,
 		d.vcpuCurrent, d.vcpuMaximum, d.vcpuState, d.vcpuTime, d.vcpuWait, d.vcpuDelay,
 		d.blockInfo, d.ifaceInfo,
@@ -194,6 +195,9 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			desc = "unknown state " + strconv.Itoa(s.State)
 		}
 		gauge(ch, d.state, float64(s.State), name, desc)
+	}
+	if s.HasReason {
+		gauge(ch, d.stateReason, float64(s.Reason), name)
 	}
 
 	switch {

@@ -15,6 +15,8 @@ import (
 type domainStats struct {
 	State       int
 	HasState    bool
+	Reason      int
+	HasReason   bool
 	CPUTime     float64 // ns
 	HasCPUTime  bool
 	Balloon     map[string]float64 // balloon.<key>, KiB for sizes
@@ -112,6 +114,10 @@ func parseDomainStats(params []golibvirt.TypedParam) domainStats {
 		case f == "state.state":
 			if v, ok := numeric(p.Value); ok {
 				s.State, s.HasState = int(v), true
+			}
+		case f == "state.reason":
+			if v, ok := numeric(p.Value); ok {
+				s.Reason, s.HasReason = int(v), true
 			}
 		case f == "cpu.time":
 			if v, ok := numeric(p.Value); ok {
