@@ -251,6 +251,7 @@ type descriptors struct {
 	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize                         *prometheus.Desc
+	totalSize, totalDisk, totalFiles                               *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
 }
 
@@ -279,6 +280,9 @@ func newDescriptors() descriptors {
 		oldestSet:        d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
 		vmLastSuccess:    d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
 		vmSize:           d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
+		totalSize:        d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
+		totalDisk:        d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
+		totalFiles:       d("total_files", "Files in all the job's sets together (dated_dir).", j),
 		scanSuccess:      d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
 		scanDuration:     d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
 		scanTime:         d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
@@ -290,6 +294,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		d.reloadOK, d.reloadTime, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize,
+		d.totalSize, d.totalDisk, d.totalFiles,
 		d.scanSuccess, d.scanDuration, d.scanTime,
 	} {
 		ch <- x
@@ -304,6 +309,11 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 	g(d.sets, float64(data.Sets), job)
 	if !data.OldestSet.IsZero() {
 		g(d.oldestSet, ts(data.OldestSet), job)
+	}
+	if t := data.Total; t != nil {
+		g(d.totalSize, float64(t.Apparent), job)
+		g(d.totalDisk, float64(t.Allocated), job)
+		g(d.totalFiles, float64(t.Files), job)
 	}
 	if r := data.LastRun; r != nil {
 		g(d.lastRun, ts(r.sortTime()), job)

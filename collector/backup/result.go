@@ -36,6 +36,7 @@ type jobData struct {
 	Sets         int
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
+	Total        *treeSize           // all sets together (dated_dir)
 }
 
 // add files r into the newest-run bookkeeping. Callers add runs oldest

@@ -584,4 +584,30 @@ func TestHardLinkedSetsMatchDu(t *testing.T) {
 	if got, want := val(t, mf, "vmhost_backup_last_success_files", j), countFiles(t, newest); got != want {
 		t.Errorf("files = %v, find says %v", got, want)
 	}
+	// All sets together: the linked files are on disk once.
+	sets := []string{filepath.Join(base, "2025-05-27"), newest}
+	if got, want := val(t, mf, "vmhost_backup_total_disk_usage_bytes", j), duTotal(t, false, sets...); got != want {
+		t.Errorf("total disk usage = %v, du -s of both sets says %v", got, want)
+	}
+	if got, want := val(t, mf, "vmhost_backup_total_size_bytes", j), duTotal(t, true, sets...); got != want {
+		t.Errorf("total size = %v, du -s --apparent-size of both sets says %v", got, want)
+	}
+	if got, want := val(t, mf, "vmhost_backup_total_files", j), countFiles(t, base); got != want {
+		t.Errorf("total files = %v, find says %v", got, want)
+	}
+}
+
+// duTotal is du's total over several trees, counting each inode once.
+func duTotal(t *testing.T, apparent bool, paths ...string) float64 {
+	t.Helper()
+	args := []string{"-s", "-c", "-B1"}
+	if apparent {
+		args = append(args, "--apparent-size")
+	}
+	out := strings.Split(strings.TrimSpace(runCmd(t, nil, "du", append(args, paths...)...)), "\n")
+	v, err := strconv.ParseFloat(strings.Fields(out[len(out)-1])[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -140,7 +140,14 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		set datedSet
 		run run
 	}
-	var successes []doneSet
+	// First the logs (cheap), then one parallel walk over every set: it
+	// gives each set's size, the newest change in the newest set (is it
+	// still being written?) and the total the sets take on disk.
+	type candidate struct {
+		set datedSet
+		run run
+	}
+	var cands []candidate
 	for i, s := range sets {
 		if afterListing != nil {
 			afterListing(s.path)
@@ -167,19 +174,34 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			r.End = r.Start
 		}
 		r.Finished = true
-		if !r.Success && newest {
-			ts, err := measureTree(s.path)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("set %s: %w", s.name, err)
-			}
-			if now.Sub(ts.Newest) < time.Duration(j.RunningTimeout) {
+		cands = append(cands, candidate{s, r})
+	}
+	paths := make([]string, len(cands))
+	for i, c := range cands {
+		paths[i] = c.set.path
+	}
+	sizes, total, err := measureSets(paths)
+	if err != nil {
+		return nil, err
+	}
+	d.Total = &total
+
+	var successes []doneSet
+	for i, c := range cands {
+		if sizes[i].Missing {
+			continue // vanished during the scan
+		}
+		r := c.run
+		if !r.Success && c.set.path == sets[len(sets)-1].path {
+			if now.Sub(sizes[i].Newest) < time.Duration(j.RunningTimeout) {
 				r.Finished = false
-			} else if ts.Newest.After(r.End) {
-				r.End = ts.Newest
+			} else if sizes[i].Newest.After(r.End) {
+				r.End = sizes[i].Newest
 			}
+		}
+		if r.Success {
+			r.HasSize = true
+			r.SizeBytes, r.DiskBytes, r.Files = sizes[i].Apparent, sizes[i].Allocated, sizes[i].Files
 		}
 		d.Sets++
 		if d.OldestSet.IsZero() || r.Start.Before(d.OldestSet) {
@@ -187,26 +209,10 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		}
 		d.add(r)
 		if r.Success {
-			successes = append(successes, doneSet{s, r})
+			successes = append(successes, doneSet{c.set, r})
 		}
 	}
 	d.finish()
-
-	if d.LastSuccess != nil {
-		last := successes[len(successes)-1]
-		for k := len(successes) - 1; k >= 0; k-- {
-			if successes[k].run.End.Equal(d.LastSuccess.End) {
-				last = successes[k]
-				break
-			}
-		}
-		ts, err := measureTree(last.set.path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("set %s: %w", last.set.name, err)
-		}
-		d.LastSuccess.HasSize = err == nil
-		d.LastSuccess.SizeBytes, d.LastSuccess.DiskBytes, d.LastSuccess.Files = ts.Apparent, ts.Allocated, ts.Files
-	}
 
 	// Per-VM coverage: the newest successful set holding vm_xml/<vm>.xml.
 	for k := len(successes) - 1; k >= 0; k-- {
