@@ -122,3 +122,48 @@ func FuzzVzdumpNames(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRcloneLogParse reports the parser's throughput on a real-format
+// rclone log (b.SetBytes: MB/s).
+func BenchmarkRcloneLogParse(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 8<<20 {
+		sb.WriteString("2025/05/28 02:00:01 INFO  : data/file-000123.bin: Copied (new)\n")
+		if sb.Len()%50 == 0 {
+			sb.WriteString(goodRcloneLog)
+		}
+	}
+	sb.WriteString(goodRcloneLog)
+	p := filepath.Join(b.TempDir(), "rclone.log")
+	if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	j := Job{Name: "b", Type: TypeRcloneLog, LogFile: p}
+	j.setDefaults()
+	b.SetBytes(int64(sb.Len()))
+	for b.Loop() {
+		if _, err := scanRcloneLog(j, time.Now(), time.UTC); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStepLogParse: the same for the operator's "date - message" logs.
+func BenchmarkStepLogParse(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 8<<20 {
+		sb.WriteString("2025-05-28 02:00:01 - === KVM ホスト復元開始 ===\n2025-05-28 02:00:02 - [1/4] libvirt設定を復元中...\n2025-05-28 02:10:00 - 復元完了。必要であれば再起動してください。\n")
+	}
+	p := filepath.Join(b.TempDir(), "restore.log")
+	if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	j := Job{Name: "b", Type: TypeRestoreLog, LogFile: p}
+	j.setDefaults()
+	b.SetBytes(int64(sb.Len()))
+	for b.Loop() {
+		if _, err := scanRestoreLog(j, time.Now(), time.UTC); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

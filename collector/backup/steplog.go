@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// stepLine is a line of the operator's scripts: `date '+%F %T'` - message.
-var stepLine = regexp.MustCompile(`^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) - (.*)$`)
+// A step line is a line of the operator's scripts: `date '+%F %T'` -
+// message, i.e. "2006-01-02 15:04:05 - message".
+const stepTimeLayout = "2006-01-02 15:04:05"
 
 type logLine struct {
 	T   time.Time
@@ -24,15 +25,16 @@ type logLine struct {
 }
 
 func parseStepLine(s string, loc *time.Location) (logLine, bool) {
-	m := stepLine.FindStringSubmatch(s)
-	if m == nil {
+	// A shape check before the time parser: most lines of a long log are
+	// either all step lines or none, and this is the hot path.
+	if len(s) < 22 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[19:22] != " - " {
 		return logLine{}, false
 	}
-	t, err := time.ParseInLocation("2006-01-02 15:04:05", m[1], loc)
+	t, err := time.ParseInLocation(stepTimeLayout, s[:19], loc)
 	if err != nil {
 		return logLine{}, false
 	}
-	return logLine{T: t, Msg: m[2]}, true
+	return logLine{T: t, Msg: s[22:]}, true
 }
 
 // isSuccess applies a success pattern: with two capture groups it is a step

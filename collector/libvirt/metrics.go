@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // stateDescriptions are the state_desc label values, worded as
@@ -184,8 +185,16 @@ func gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, v float64, labels
 func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	name := r.name
 	s := r.stats
+	dl := domainLabelPairs(name)
+	// dgauge and dmetric emit metrics labelled with the domain only.
+	dgauge := func(desc *prometheus.Desc, v float64) {
+		ch <- &domainMetric{desc: desc, typ: prometheus.GaugeValue, value: v, labels: dl}
+	}
+	dmetric := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64) {
+		ch <- &domainMetric{desc: desc, typ: vt, value: v, labels: dl}
+	}
 
-	gauge(ch, d.domainScrapeSuccess, boolFloat(len(r.errs) == 0 && s.HasState), name)
+	dgauge(d.domainScrapeSuccess, boolFloat(len(r.errs) == 0 && s.HasState))
 	if r.meta != nil {
 		gauge(ch, d.domainInfo, 1, name, r.uuid, r.meta.Role)
 	}
@@ -197,66 +206,69 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		gauge(ch, d.state, float64(s.State), name, desc)
 	}
 	if s.HasReason {
-		gauge(ch, d.stateReason, float64(s.Reason), name)
+		dgauge(d.stateReason, float64(s.Reason))
 	}
 
 	switch {
 	case s.HasVCPU && s.VCPUCurrent > 0:
-		gauge(ch, d.vcpus, s.VCPUCurrent, name)
+		dgauge(d.vcpus, s.VCPUCurrent)
 	case r.meta != nil && r.meta.VCPUs > 0:
-		gauge(ch, d.vcpus, float64(r.meta.VCPUs), name)
+		dgauge(d.vcpus, float64(r.meta.VCPUs))
 	}
 	if v, ok := s.Balloon["maximum"]; ok && v > 0 {
-		gauge(ch, d.maxMemory, v*1024, name)
+		dgauge(d.maxMemory, v*1024)
 	} else if r.meta != nil && r.meta.MaxMemoryKiB > 0 {
-		gauge(ch, d.maxMemory, float64(r.meta.MaxMemoryKiB)*1024, name)
+		dgauge(d.maxMemory, float64(r.meta.MaxMemoryKiB)*1024)
 	}
 	if v, ok := s.Balloon["current"]; ok && v > 0 {
-		gauge(ch, d.memoryUsage, v*1024, name)
+		dgauge(d.memoryUsage, v*1024)
 	} else if r.meta != nil && r.meta.CurMemoryKiB > 0 {
-		gauge(ch, d.memoryUsage, float64(r.meta.CurMemoryKiB)*1024, name)
+		dgauge(d.memoryUsage, float64(r.meta.CurMemoryKiB)*1024)
 	}
 	if s.HasCPUTime {
-		ch <- prometheus.MustNewConstMetric(d.cpuTime, prometheus.CounterValue, s.CPUTime*1e-9, name)
+		dmetric(d.cpuTime, prometheus.CounterValue, s.CPUTime*1e-9)
 	} else if s.HasState && s.State == stateShutoff {
-		ch <- prometheus.MustNewConstMetric(d.cpuTime, prometheus.CounterValue, 0, name)
+		dmetric(d.cpuTime, prometheus.CounterValue, 0)
 	}
 
 	if r.autostart != nil {
-		gauge(ch, d.autostart, boolFloat(*r.autostart), name)
+		dgauge(d.autostart, boolFloat(*r.autostart))
 	}
 	if r.snapshots != nil {
-		gauge(ch, d.snapshots, float64(len(r.snapshots)), name)
+		dgauge(d.snapshots, float64(len(r.snapshots)))
 		if len(r.snapshots) > 0 {
-			gauge(ch, d.snapshotOldest, float64(slices.Min(r.snapshots)), name)
-			gauge(ch, d.snapshotNewest, float64(slices.Max(r.snapshots)), name)
+			dgauge(d.snapshotOldest, float64(slices.Min(r.snapshots)))
+			dgauge(d.snapshotNewest, float64(slices.Max(r.snapshots)))
 		}
 	}
 
 	for _, b := range d.balloon {
 		if v, ok := s.Balloon[b.field]; ok {
-			ch <- prometheus.MustNewConstMetric(b.desc, b.valueType, v*b.scale, name)
+			dmetric(b.desc, b.valueType, v*b.scale)
 		}
 	}
 	if avail, ok := s.Balloon["available"]; ok && avail > 0 {
 		if usable, ok := s.Balloon["usable"]; ok {
-			gauge(ch, d.memUsedPercent, (avail-usable)/avail*100, name)
+			dgauge(d.memUsedPercent, (avail-usable)/avail*100)
 		}
 	}
 
 	if s.HasVCPU {
-		gauge(ch, d.vcpuCurrent, s.VCPUCurrent, name)
-		gauge(ch, d.vcpuMaximum, s.VCPUMaximum, name)
+		dgauge(d.vcpuCurrent, s.VCPUCurrent)
+		dgauge(d.vcpuMaximum, s.VCPUMaximum)
 	}
 	for _, i := range sortedIndexes(s.VCPUs) {
 		f := s.VCPUs[i].Fields
-		vcpu := strconv.Itoa(i)
+		vl := withLabel(dl, "vcpu", strconv.Itoa(i))
 		if v, ok := f["state"]; ok {
-			gauge(ch, d.vcpuState, v, name, vcpu)
+			ch <- &domainMetric{desc: d.vcpuState, typ: prometheus.GaugeValue, value: v, labels: vl}
 		}
-		for key, desc := range map[string]*prometheus.Desc{"time": d.vcpuTime, "wait": d.vcpuWait, "delay": d.vcpuDelay} {
-			if v, ok := f[key]; ok {
-				ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v*1e-9, name, vcpu)
+		for _, t := range []struct {
+			key  string
+			desc *prometheus.Desc
+		}{{"time", d.vcpuTime}, {"wait", d.vcpuWait}, {"delay", d.vcpuDelay}} {
+			if v, ok := f[t.key]; ok {
+				ch <- &domainMetric{desc: t.desc, typ: prometheus.CounterValue, value: v * 1e-9, labels: vl}
 			}
 		}
 	}
@@ -273,9 +285,10 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			src = r.meta.Disks[b.Name].SourceFile
 		}
 		gauge(ch, d.blockInfo, 1, name, b.Name, src)
+		bl := withLabel(dl, "target_device", b.Name)
 		for _, m := range d.block {
 			if v, ok := b.Fields[m.field]; ok {
-				ch <- prometheus.MustNewConstMetric(m.desc, m.valueType, v*m.scale, name, b.Name)
+				ch <- &domainMetric{desc: m.desc, typ: m.valueType, value: v * m.scale, labels: bl}
 			}
 		}
 	}
@@ -291,9 +304,10 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			im = r.meta.Interfaces[n.Name]
 		}
 		gauge(ch, d.ifaceInfo, 1, name, n.Name, im.SourceBridge, strings.ToLower(im.MACAddress))
+		il := withLabel(dl, "target_device", n.Name)
 		for _, m := range d.iface {
 			if v, ok := n.Fields[m.field]; ok {
-				ch <- prometheus.MustNewConstMetric(m.desc, m.valueType, v*m.scale, name, n.Name)
+				ch <- &domainMetric{desc: m.desc, typ: m.valueType, value: v * m.scale, labels: il}
 			}
 		}
 	}
@@ -306,4 +320,40 @@ func sortedIndexes[V any](m map[int]V) []int {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// domainMetric is a const metric whose label pairs are shared by all the
+// metrics of one domain that carry only the domain label. Building the pair
+// once per domain instead of once per metric removes most of a scrape's
+// allocations at thousands of domains (see BenchmarkEmitDomain).
+type domainMetric struct {
+	desc   *prometheus.Desc
+	typ    prometheus.ValueType
+	value  float64
+	labels []*dto.LabelPair
+}
+
+func (m *domainMetric) Desc() *prometheus.Desc { return m.desc }
+
+func (m *domainMetric) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	v := m.value
+	if m.typ == prometheus.CounterValue {
+		out.Counter = &dto.Counter{Value: &v}
+	} else {
+		out.Gauge = &dto.Gauge{Value: &v}
+	}
+	return nil
+}
+
+func domainLabelPairs(name string) []*dto.LabelPair {
+	key, value := "domain", strings.ToValidUTF8(name, "\uFFFD")
+	return []*dto.LabelPair{{Name: &key, Value: &value}}
+}
+
+// withLabel returns the domain's pairs plus one more label, which must sort
+// after "domain" (target_device, vcpu).
+func withLabel(domain []*dto.LabelPair, name, value string) []*dto.LabelPair {
+	v := strings.ToValidUTF8(value, "\uFFFD")
+	return []*dto.LabelPair{domain[0], {Name: &name, Value: &v}}
 }

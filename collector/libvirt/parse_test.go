@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -192,4 +193,55 @@ func TestEmitDomainWithErrors(t *testing.T) {
 	if _, ok := got["libvirt_domain_info"]; ok {
 		t.Error("libvirt_domain_info exported without metadata: its role label would be a guess")
 	}
+}
+
+// BenchmarkEmitDomain: the per-domain cost of turning one bulk stats record
+// into metrics, for a running domain with two disks and two interfaces.
+func BenchmarkEmitDomain(b *testing.B) {
+	var params []golibvirt.TypedParam
+	add := func(f string, v any) { params = append(params, param(f, v)) }
+	add("state.state", int32(1))
+	add("state.reason", int32(1))
+	add("cpu.time", uint64(123456789000))
+	for _, k := range []string{"current", "maximum", "swap_in", "swap_out", "major_fault", "minor_fault", "unused", "available", "usable", "rss", "disk_caches", "last-update"} {
+		add("balloon."+k, uint64(1048576))
+	}
+	add("vcpu.current", uint32(2))
+	add("vcpu.maximum", uint32(2))
+	for i := range 2 {
+		p := "vcpu." + strconv.Itoa(i) + "."
+		add(p+"state", int32(1))
+		add(p+"time", uint64(1e9))
+		add(p+"wait", uint64(1e6))
+		add(p+"delay", uint64(1e6))
+		n := "net." + strconv.Itoa(i) + "."
+		add(n+"name", "vnet"+strconv.Itoa(i))
+		for _, k := range []string{"rx.bytes", "rx.pkts", "rx.errs", "rx.drop", "tx.bytes", "tx.pkts", "tx.errs", "tx.drop"} {
+			add(n+k, uint64(1000))
+		}
+		bl := "block." + strconv.Itoa(i) + "."
+		add(bl+"name", "vd"+string(rune('a'+i)))
+		add(bl+"path", "/var/lib/libvirt/images/x.qcow2")
+		for _, k := range []string{"rd.reqs", "rd.bytes", "rd.times", "wr.reqs", "wr.bytes", "wr.times", "fl.reqs", "fl.times", "allocation", "capacity", "physical"} {
+			add(bl+k, uint64(1000))
+		}
+	}
+	d := newDescriptors()
+	meta := &domainMeta{Name: "vm", UUID: "u", Role: "db", VCPUs: 2, MaxMemoryKiB: 1 << 20, CurMemoryKiB: 1 << 20,
+		Disks: map[string]diskMeta{"vda": {}, "vdb": {}}, Interfaces: map[string]interfaceMeta{"vnet0": {}, "vnet1": {}}}
+	yes := true
+	ch := make(chan prometheus.Metric, 1024)
+	done := make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(done)
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		r := &domainResult{name: "vm", uuid: "u", stats: parseDomainStats(params), meta: meta, autostart: &yes, snapshots: []int64{1, 2}}
+		d.emitDomain(ch, r)
+	}
+	close(ch)
+	<-done
 }
