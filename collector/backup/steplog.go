@@ -179,10 +179,14 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		cands = append(cands, candidate{s, r})
 	}
 	paths := make([]string, len(cands))
+	detail := -1 // the newest successful set: its own size is exported
 	for i, c := range cands {
 		paths[i] = c.set.path
+		if c.run.Success {
+			detail = i
+		}
 	}
-	sizes, total, err := measureSets(paths)
+	sizes, total, err := measureSets(paths, detail)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +205,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 				r.End = sizes[i].Newest
 			}
 		}
-		if r.Success {
+		if r.Success && i == detail {
 			r.HasSize = true
 			r.SizeBytes, r.DiskBytes, r.Files = sizes[i].Apparent, sizes[i].Allocated, sizes[i].Files
 		}

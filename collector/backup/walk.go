@@ -41,23 +41,51 @@ func fileSize(path string) (apparent, allocated int64, mtime time.Time, err erro
 // walkWorkers bounds the goroutines one parallel walk uses. Walking is
 // mostly waiting for lstat; a few in flight keep a disk or NFS queue busy
 // without starving the rest of the host.
-const walkWorkers = 8
+const walkWorkers = 4
+
+// inodeShards splits the hard-link sets so parallel walkers rarely wait
+// for each other.
+const inodeShards = 64
+
+// inodeSet remembers inodes already counted. Only inodes with more than one
+// link go in, so its size follows the hard links, not the tree.
+type inodeSet struct {
+	shards [inodeShards]struct {
+		mu sync.Mutex
+		m  map[inodeKey]struct{}
+	}
+}
+
+// first reports whether k is seen for the first time, and records it.
+func (s *inodeSet) first(k inodeKey) bool {
+	sh := &s.shards[k.ino%inodeShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m == nil {
+		sh.m = map[inodeKey]struct{}{}
+	}
+	if _, ok := sh.m[k]; ok {
+		return false
+	}
+	sh.m[k] = struct{}{}
+	return true
+}
 
 // measureSets walks several set directories at once, without following
-// symlinks (so loops cannot trap it), and returns each one's
-// size as `du -s <set>` counts it (an inode once within the set) and the
-// total as `du -s <set>...` counts it (an inode once over all sets, which is
-// what rsync --link-dest sets really take on disk). One pass serves both.
-func measureSets(roots []string) ([]treeSize, treeSize, error) {
+// symlinks (so loops cannot trap it). It returns the total as
+// `du -s <set>...` counts it (an inode once over all sets: what rsync
+// --link-dest sets really take on disk), each set's file count and newest
+// change, and for the set named by detail (-1: none) its size as
+// `du -s <set>` alone counts it. One pass serves all of these; only the
+// detailed set keeps a hard-link set of its own, so memory grows with the
+// links, not with the number of sets.
+func measureSets(roots []string, detail int) ([]treeSize, treeSize, error) {
 	w := &parallelWalk{
-		per:      make([]treeSize, len(roots)),
-		perSeen:  make([]map[inodeKey]bool, len(roots)),
-		seen:     map[inodeKey]bool{},
-		sem:      make(chan struct{}, walkWorkers),
-		rootPath: roots,
+		per:    make([]treeSize, len(roots)),
+		detail: detail,
+		sem:    make(chan struct{}, walkWorkers),
 	}
 	for i, root := range roots {
-		w.perSeen[i] = map[inodeKey]bool{}
 		info, err := os.Lstat(root)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -66,7 +94,9 @@ func measureSets(roots []string) ([]treeSize, treeSize, error) {
 			}
 			return nil, treeSize{}, fmt.Errorf("walking %s: %w", root, err)
 		}
-		w.add(i, info)
+		var local sums
+		w.count(i, info, &local)
+		w.merge(i, &local)
 		if info.IsDir() {
 			w.descend(i, root)
 		}
@@ -79,16 +109,22 @@ func measureSets(roots []string) ([]treeSize, treeSize, error) {
 }
 
 type parallelWalk struct {
-	wg       sync.WaitGroup
-	sem      chan struct{}
-	rootPath []string
+	wg     sync.WaitGroup
+	sem    chan struct{}
+	detail int
 
-	mu      sync.Mutex
-	per     []treeSize
-	perSeen []map[inodeKey]bool
-	total   treeSize
-	seen    map[inodeKey]bool
-	err     error
+	all, detailSeen inodeSet
+
+	mu    sync.Mutex // guards per, total and err
+	per   []treeSize
+	total treeSize
+	err   error
+}
+
+// sums is what one directory adds, merged under the lock once per
+// directory instead of once per file.
+type sums struct {
+	set, total treeSize
 }
 
 // dir reads one directory and descends into its subdirectories, in a new
@@ -99,6 +135,8 @@ func (w *parallelWalk) dir(root int, path string) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		w.fail(fmt.Errorf("walking %s: %w", path, err))
 	}
+	var local sums
+	var subdirs []string
 	for _, e := range entries {
 		info, ierr := e.Info()
 		if ierr != nil {
@@ -107,10 +145,14 @@ func (w *parallelWalk) dir(root int, path string) {
 			}
 			continue
 		}
-		w.add(root, info)
+		w.count(root, info, &local)
 		if info.IsDir() {
-			w.descend(root, filepath.Join(path, e.Name()))
+			subdirs = append(subdirs, filepath.Join(path, e.Name()))
 		}
+	}
+	w.merge(root, &local)
+	for _, sd := range subdirs {
+		w.descend(root, sd)
 	}
 }
 
@@ -135,39 +177,55 @@ func (w *parallelWalk) fail(err error) {
 	w.mu.Unlock()
 }
 
-// add counts one inode into its set and into the total.
-func (w *parallelWalk) add(root int, info fs.FileInfo) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	per := &w.per[root]
-	if info.ModTime().After(per.Newest) {
-		per.Newest = info.ModTime()
-	}
-	if info.ModTime().After(w.total.Newest) {
-		w.total.Newest = info.ModTime()
+// count adds one inode to the directory's sums: to its set (counted once
+// within the set, for the detailed set only) and to the total (once over
+// all sets).
+func (w *parallelWalk) count(root int, info fs.FileInfo, l *sums) {
+	if mt := info.ModTime(); mt.After(l.set.Newest) {
+		l.set.Newest = mt
 	}
 	if info.Mode().IsRegular() {
-		per.Files++
-		w.total.Files++
+		l.set.Files++
+		l.total.Files++
 	}
+	st, ok := info.Sys().(*syscall.Stat_t)
 	if !ok {
-		per.Apparent += info.Size()
-		w.total.Apparent += info.Size()
+		l.set.Apparent += info.Size()
+		l.total.Apparent += info.Size()
 		return
 	}
 	inSet, inTotal := true, true
 	if st.Nlink > 1 && !info.IsDir() {
 		k := inodeKey{uint64(st.Dev), st.Ino}
-		inSet, inTotal = !w.perSeen[root][k], !w.seen[k]
-		w.perSeen[root][k], w.seen[k] = true, true
+		inTotal = w.all.first(k)
+		if root == w.detail {
+			inSet = w.detailSeen.first(k)
+		}
 	}
 	if inSet {
-		per.Apparent += st.Size
-		per.Allocated += st.Blocks * 512
+		l.set.Apparent += st.Size
+		l.set.Allocated += st.Blocks * 512
 	}
 	if inTotal {
-		w.total.Apparent += st.Size
-		w.total.Allocated += st.Blocks * 512
+		l.total.Apparent += st.Size
+		l.total.Allocated += st.Blocks * 512
+	}
+}
+
+func (w *parallelWalk) merge(root int, l *sums) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := &w.per[root]
+	p.Apparent += l.set.Apparent
+	p.Allocated += l.set.Allocated
+	p.Files += l.set.Files
+	if l.set.Newest.After(p.Newest) {
+		p.Newest = l.set.Newest
+	}
+	w.total.Apparent += l.total.Apparent
+	w.total.Allocated += l.total.Allocated
+	w.total.Files += l.total.Files
+	if l.set.Newest.After(w.total.Newest) {
+		w.total.Newest = l.set.Newest
 	}
 }

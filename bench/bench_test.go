@@ -1,0 +1,453 @@
+// Package bench measures vmhost_exporter against the baselines of
+// REQUIREMENTS §7 on the machine it runs on (`make bench`). It is a test
+// only so it can use the private libvirtd of internal/testenv; `go test`
+// skips it unless VMHOST_BENCH is set.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/vmhost-exporter/vmhost_exporter/collector/backup"
+	"github.com/vmhost-exporter/vmhost_exporter/collector/libvirt"
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+type row struct{ cells []string }
+
+type report struct {
+	rows   []row
+	header []string
+	notes  []string
+}
+
+func (r *report) add(cells ...string) { r.rows = append(r.rows, row{cells}) }
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(r.header, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat("---|", len(r.header)) + "\n")
+	for _, x := range r.rows {
+		b.WriteString("| " + strings.Join(x.cells, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms" }
+
+// nodeXML writes a test-driver node with n domains in mixed states, each
+// with role metadata, a disk and an interface.
+func nodeXML(t *testing.T, n int) string {
+	var b strings.Builder
+	b.WriteString("<node>\n")
+	states := []int{1, 1, 1, 1, 1, 1, 3, 5, 5, 6}
+	roles := []string{"web", "app", "db", "file"}
+	for i := range n {
+		fmt.Fprintf(&b, `<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>vm%05d</name><uuid>40000000-0000-4000-8000-%012d</uuid><memory>2097152</memory><currentMemory>1048576</currentMemory><vcpu>2</vcpu>`+
+			`<metadata><vmhost:vm xmlns:vmhost='%s'><vmhost:role>%s</vmhost:role></vmhost:vm></metadata><os><type>hvm</type></os>`+
+			`<devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/vm%05d.qcow2'/><target dev='vda' bus='virtio'/></disk>`+
+			`<interface type='bridge'><source bridge='br0'/><target dev='vnet%d'/></interface></devices><test:runstate>%d</test:runstate></domain>`+"\n",
+			i, i, libvirt.MetadataNamespace, roles[i%len(roles)], i, i, states[i%len(states)])
+	}
+	b.WriteString("</node>\n")
+	p := filepath.Join(testenv.SharedTempDir(t), "node.xml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// scrapeExporter times Gather plus text encoding of the libvirt collector.
+func scrapeExporter(t *testing.T, c *libvirt.Collector, n int) ([]time.Duration, float64, time.Duration) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	once := func() time.Duration {
+		start := time.Now()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	cold := once()
+	once()
+	before := c.RPCCalls()
+	var d []time.Duration
+	for range n {
+		d = append(d, once())
+	}
+	return d, float64(c.RPCCalls()-before) / float64(n), cold
+}
+
+// perDomainBaseline fetches what the peer exporters fetch, the way they do:
+// the domain list, then for every domain its info, state, memory stats,
+// vCPUs, XML (for its devices), block and interface stats and autostart.
+func perDomainBaseline(t *testing.T, socket, uri string, n int) ([]time.Duration, float64) {
+	lv := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(socket), dialers.WithLocalTimeout(10*time.Second)))
+	if err := lv.ConnectToURI(golibvirt.ConnectURI(uri)); err != nil {
+		t.Fatal(err)
+	}
+	defer lv.Disconnect()
+	var rpcs atomic.Int64
+	scrape := func() {
+		doms, _, err := lv.ConnectListAllDomains(1, 0)
+		rpcs.Add(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range doms {
+			_, _, _, _, _, _ = lv.DomainGetInfo(d)
+			_, _, _ = lv.DomainGetState(d, 0)
+			_, _ = lv.DomainMemoryStats(d, 13, 0)
+			_, _ = lv.DomainGetVcpusFlags(d, 0)
+			_, _ = lv.DomainGetXMLDesc(d, 0)
+			_, _, _, _, _, _ = lv.DomainBlockStats(d, "vda")
+			_, _, _, _, _, _, _, _, _ = lv.DomainInterfaceStats(d, "vnet0")
+			_, _ = lv.DomainGetAutostart(d)
+			rpcs.Add(8)
+		}
+	}
+	scrape()
+	before := rpcs.Load()
+	var d []time.Duration
+	for range n {
+		start := time.Now()
+		scrape()
+		d = append(d, time.Since(start))
+	}
+	return d, float64(rpcs.Load()-before) / float64(n)
+}
+
+// floorRPC is one ConnectGetAllDomainStats on an open connection.
+func floorRPC(t *testing.T, socket, uri string, n int) []time.Duration {
+	lv := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(socket), dialers.WithLocalTimeout(10*time.Second)))
+	if err := lv.ConnectToURI(golibvirt.ConnectURI(uri)); err != nil {
+		t.Fatal(err)
+	}
+	defer lv.Disconnect()
+	var d []time.Duration
+	for range n {
+		start := time.Now()
+		if _, err := lv.ConnectGetAllDomainStats(nil, 63, uint32(golibvirt.ConnectGetAllDomainsStatsNowait)); err != nil {
+			t.Fatal(err)
+		}
+		d = append(d, time.Since(start))
+	}
+	return d
+}
+
+// virshFloor times `virsh domstats --raw` for all domains, process start
+// and connection included.
+func virshFloor(t *testing.T, uri string, n int) []time.Duration {
+	var d []time.Duration
+	for range n {
+		start := time.Now()
+		if out, err := exec.Command("virsh", "-c", uri, "domstats", "--raw").CombinedOutput(); err != nil {
+			t.Fatalf("virsh domstats: %v\n%s", err, out)
+		}
+		d = append(d, time.Since(start))
+	}
+	return d
+}
+
+func peakRSS(t *testing.T, pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.Fields(v)[0])
+			return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) + " MiB"
+		}
+	}
+	return "?"
+}
+
+// binaryRSS runs the real exporter with args, scrapes it n times over HTTP
+// (after waitFor, when set, shows in /metrics) and returns its peak RSS.
+func binaryRSS(t *testing.T, n int, waitFor string, args ...string) string {
+	e := testenv.StartExporter(t, args...)
+	deadline := time.Now().Add(10 * time.Minute)
+	for waitFor != "" {
+		body, _ := testenv.Scrape(t, e.URL+"/metrics")[waitFor]
+		if body != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared", waitFor)
+		}
+		time.Sleep(time.Second)
+	}
+	for range n {
+		testenv.Scrape(t, e.URL+"/metrics")
+	}
+	return peakRSS(t, e.Cmd.Process.Pid)
+}
+
+func machine() string {
+	var model string
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	var mem float64
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
+				kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+				mem = kb / (1 << 20)
+			}
+		}
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	lv, _ := exec.Command("libvirtd", "--version").Output()
+	du, _ := exec.Command("du", "--version").Output()
+	return fmt.Sprintf("%d CPUs (%s), %.0f GiB memory, Linux %s, %s, %s, %s",
+		runtime.NumCPU(), model, mem, strings.TrimSpace(string(kernel)), runtime.Version(),
+		strings.TrimSpace(string(lv)), strings.SplitN(string(du), "\n", 2)[0])
+}
+
+func TestBenchmarkReport(t *testing.T) {
+	if os.Getenv("VMHOST_BENCH") == "" {
+		t.Skip("run by make bench (VMHOST_BENCH=1)")
+	}
+	lib := &report{header: []string{"scenario", "vmhost_exporter p50 / p95", "RPCs per scrape", "per-domain baseline (a) p50 / p95", "baseline RPCs", "speed-up vs (a)", "floor: 1 bulk RPC p50", "floor: virsh domstats --raw p50", "cold first scrape", "exporter peak RSS"}}
+	for _, n := range []int{1000, 5000} {
+		t.Run(fmt.Sprintf("libvirt-%d", n), func(t *testing.T) {
+			l := testenv.StartLibvirtd(t)
+			node := nodeXML(t, n)
+			uri := testenv.TestURI(node)
+			c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 60 * time.Second}, quiet())
+			defer c.Close()
+			scrapes := 20
+			ex, rpcs, cold := scrapeExporter(t, c, scrapes)
+			baseN := 10
+			if n > 1000 {
+				baseN = 5
+			}
+			base, baseRPCs := perDomainBaseline(t, l.SockRO, uri, baseN)
+			floor := floorRPC(t, l.SockRO, uri, 10)
+			virsh := virshFloor(t, "test+unix://"+node+"?socket="+l.SockRO, 5)
+			rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+uri, "--libvirt.timeout=60s")
+			lib.add(fmt.Sprintf("%d test-driver domains", n), ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
+				strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
+				strconv.FormatFloat(baseRPCs, 'f', 0, 64),
+				strconv.FormatFloat(float64(percentile(base, .5))/float64(percentile(ex, .5)), 'f', 1, 64)+"×",
+				ms(percentile(floor, .5)), ms(percentile(virsh, .5)), ms(cold), rss)
+		})
+	}
+	t.Run("qemu-5", func(t *testing.T) {
+		l := testenv.StartLibvirtd(t)
+		for i := range 5 {
+			startQEMU(t, l, fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i))
+		}
+		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second}, quiet())
+		defer c.Close()
+		ex, rpcs, cold := scrapeExporter(t, c, 20)
+		base, baseRPCs := perDomainBaseline(t, l.SockRO, "qemu:///system", 20)
+		floor := floorRPC(t, l.SockRO, "qemu:///system", 20)
+		virsh := virshFloor(t, "qemu+unix:///system?socket="+l.SockRO, 5)
+		rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
+		lib.add("5 QEMU/TCG domains", ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
+			strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
+			strconv.FormatFloat(baseRPCs, 'f', 0, 64),
+			strconv.FormatFloat(float64(percentile(base, .5))/float64(percentile(ex, .5)), 'f', 1, 64)+"×",
+			ms(percentile(floor, .5)), ms(percentile(virsh, .5)), ms(cold), rss)
+	})
+
+	bk := &report{header: []string{"tree", "vmhost_exporter scan p50", "du -s p50", "du -s --apparent-size p50", "scan / du -s", "scrape p50 / p95 during a scan", "exporter peak RSS (with 1,000 domains)"}}
+	t.Run("backup-1M", func(t *testing.T) {
+		base, files := backupTree(t, 10, 100_000)
+		job := backupJob(t, base)
+		// Warm the dentry cache once, then alternate the tools.
+		_ = exec.Command("du", "-s", base).Run()
+		var scan, du, duA []time.Duration
+		c := backup.New(&backup.Config{Jobs: []backup.Job{job}}, backup.Options{}, quiet())
+		for range 3 {
+			start := time.Now()
+			c.ScanOnce(context.Background())
+			scan = append(scan, time.Since(start))
+			start = time.Now()
+			if err := exec.Command("du", "-s", base).Run(); err != nil {
+				t.Fatal(err)
+			}
+			du = append(du, time.Since(start))
+			start = time.Now()
+			if err := exec.Command("du", "-s", "--apparent-size", base).Run(); err != nil {
+				t.Fatal(err)
+			}
+			duA = append(duA, time.Since(start))
+		}
+		// Scrapes while a scan runs.
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		done := make(chan struct{})
+		go func() { c.ScanOnce(context.Background()); close(done) }()
+		var during []time.Duration
+	loop:
+		for {
+			select {
+			case <-done:
+				break loop
+			default:
+			}
+			start := time.Now()
+			if _, err := reg.Gather(); err != nil {
+				t.Fatal(err)
+			}
+			during = append(during, time.Since(start))
+			time.Sleep(10 * time.Millisecond)
+		}
+		// RSS of the whole exporter: host metrics, 1,000 test-driver
+		// domains and this backup job.
+		l := testenv.StartLibvirtd(t)
+		node := nodeXML(t, 1000)
+		cfg := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: %s\n    max_age: 8d\n", base)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rss := binaryRSS(t, 20, "vmhost_backup_total_files", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
+		bk.add(fmt.Sprintf("%d files in 10 dated sets (hard links between sets, sparse images)", files),
+			ms(percentile(scan, .5)), ms(percentile(du, .5)), ms(percentile(duA, .5)),
+			strconv.FormatFloat(float64(percentile(scan, .5))/float64(percentile(du, .5)), 'f', 2, 64),
+			ms(percentile(during, .5))+" / "+ms(percentile(during, .95)), rss)
+	})
+
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape\n\n%s\n### backup scan\n\n%s", machine(), lib.markdown(), bk.markdown())
+	fmt.Println(out.String())
+	if path := os.Getenv("VMHOST_BENCH_RECORD"); path != "" {
+		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func startQEMU(t *testing.T, l *testenv.Libvirtd, name string) {
+	disk := filepath.Join(l.Dir, name+".img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	xml := filepath.Join(l.Dir, name+".xml")
+	doc := `<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>` +
+		`<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>` +
+		`<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='` + disk + `'/><target dev='vda' bus='virtio'/></disk>` +
+		`<interface type='user'><model type='virtio'/></interface><memballoon model='virtio'/></devices></domain>`
+	if err := os.WriteFile(xml, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.MustVirsh("qemu:///system", "define", xml)
+	t.Cleanup(func() {
+		_, _ = l.Virsh("qemu:///system", "destroy", name)
+		_, _ = l.Virsh("qemu:///system", "undefine", name)
+	})
+	l.MustVirsh("qemu:///system", "start", name)
+}
+
+func backupJob(t *testing.T, base string) backup.Job {
+	cfg := filepath.Join(t.TempDir(), "backup.yml")
+	if err := os.WriteFile(cfg, []byte("jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+base+"\n    max_age: 8d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := backup.LoadConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Jobs[0]
+}
+
+// backupTree builds sets sets of perSet files the way rsync --link-dest
+// does: each set links the previous set's unchanged files (95 %) and has
+// 5 % new ones; every set also has two sparse 1 GiB images.
+func backupTree(t *testing.T, sets, perSet int) (string, int) {
+	base := filepath.Join(testenv.SharedTempDir(t), "kvm")
+	const perDir = 1000
+	total := 0
+	var prev string
+	for s := range sets {
+		set := filepath.Join(base, fmt.Sprintf("2025-05-%02d", s+1))
+		for d := 0; d < perSet/perDir; d++ {
+			if err := os.MkdirAll(filepath.Join(set, "files", strconv.Itoa(d)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range perSet {
+			rel := filepath.Join("files", strconv.Itoa(i/perDir), strconv.Itoa(i))
+			dst := filepath.Join(set, rel)
+			if prev != "" && i%20 != s%20 {
+				if err := os.Link(filepath.Join(prev, rel), dst); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				var content []byte
+				if i%10 == 0 {
+					content = []byte("0123456789abcdef")
+				}
+				if err := os.WriteFile(dst, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			total++
+		}
+		if err := os.MkdirAll(filepath.Join(set, "images"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range []string{"a.img", "b.img"} {
+			f, err := os.Create(filepath.Join(set, "images", img))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = f.Truncate(1 << 30)
+			_, _ = f.WriteAt(bytes.Repeat([]byte{1}, 1<<20), 1<<29)
+			f.Close()
+			total++
+		}
+		if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte("2025-05-01 02:00:00 - [5/5] バックアップ完了しました\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		total++
+		prev = set
+	}
+	return base, total
+}
