@@ -60,7 +60,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms" }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+}
 
 // nodeXML writes a test-driver node with n domains in mixed states, each
 // with role metadata, a disk and an interface.
