@@ -36,7 +36,6 @@ type row struct{ cells []string }
 type report struct {
 	rows   []row
 	header []string
-	notes  []string
 }
 
 func (r *report) add(cells ...string) { r.rows = append(r.rows, row{cells}) }
