@@ -215,3 +215,28 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Error("the exporter thinks it runs as root")
 	}
 }
+
+// TestSlowClientIsCut: a client that opens a connection and never finishes
+// its request headers is disconnected (ReadHeaderTimeout, 10 s) instead of
+// holding a connection forever.
+func TestSlowClientIsCut(t *testing.T) {
+	e := testenv.StartExporter(t, "--no-collector.libvirt", "--no-collector.backup")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.ReadAll(conn)
+	took := time.Since(start)
+	if err != nil && strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("the server kept the half-sent request open for %s", took)
+	}
+	if took < 5*time.Second || took > 20*time.Second {
+		t.Errorf("connection closed after %s, want about 10 s", took)
+	}
+}

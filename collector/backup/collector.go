@@ -178,13 +178,32 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 			c.logger.Warn("Backup scan failed", "backup_job", j.Name, "type", j.Type, "err", res.ScanErr)
 		}
 	}()
-	data, err := scanFuncs[j.Type](j, c.opts.Now(), c.opts.Location)
+	now := c.opts.Now()
+	data, err := scanFuncs[j.Type](j, now, c.opts.Location)
+	if err == nil {
+		err = checkClock(data, now)
+	}
 	if err != nil {
 		res.ScanErr = err.Error()
 		return res
 	}
 	res.ScanOK, res.Data = true, data
 	return res
+}
+
+// maxClockSkew is how far in the future a backup may claim to have
+// finished before the claim is rejected.
+const maxClockSkew = 5 * time.Minute
+
+// checkClock rejects a scan whose newest success lies in the future: the
+// host's clock or the backup's was wrong, and exporting it would make a
+// backup look fresh for as long as the skew lasts.
+func checkClock(d *jobData, now time.Time) error {
+	if d.LastSuccess != nil && d.LastSuccess.End.After(now.Add(maxClockSkew)) {
+		return fmt.Errorf("clock skew: the newest successful backup ends at %s, %s after this host's time %s; check the clocks",
+			d.LastSuccess.End.Format(time.RFC3339), d.LastSuccess.End.Sub(now).Round(time.Second), now.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // store keeps the previous good data when a scan fails: what was true

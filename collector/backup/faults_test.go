@@ -204,3 +204,47 @@ func TestSetVanishingDuringScan(t *testing.T) {
 		t.Errorf("last success = %v, want %v", got, want)
 	}
 }
+
+// TestClockJumps: a backup that claims to end in the future (the host's
+// clock jumped back, or the backup's clock is ahead) is a scan error, never
+// a fresh success; when the clock jumps forward, a run that stopped
+// changing is no longer "running".
+func TestClockJumps(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "kvm_restore.log")
+	if err := os.WriteFile(logFile, []byte("2025-05-28 02:00:00 - === KVM ホスト復元開始 ===\n2025-05-28 02:10:00 - 復元完了。\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Name: "r", Type: TypeRestoreLog, LogFile: logFile}
+	j := map[string]string{"backup_job": "r"}
+
+	// The host thinks it is a day before the restore happened.
+	mf := scan(t, time.Date(2025, 5, 27, 2, 0, 0, 0, time.Local), job)
+	if got := val(t, mf, "vmhost_backup_scan_success", j); got != 0 {
+		t.Errorf("scan_success with the backup in the future = %v, want 0", got)
+	}
+	absent(t, mf, "vmhost_backup_last_success_timestamp_seconds", j)
+
+	// Within the tolerated skew it is accepted.
+	mf = scan(t, time.Date(2025, 5, 28, 2, 8, 0, 0, time.Local), job)
+	if got := val(t, mf, "vmhost_backup_scan_success", j); got != 1 {
+		t.Errorf("scan_success two minutes before the end = %v, want 1", got)
+	}
+
+	// A restore that started but never finished: running now, failed a
+	// year later.
+	if err := os.WriteFile(logFile, []byte("2025-05-28 02:00:00 - === KVM ホスト復元開始 ===\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mf = scan(t, time.Now(), job)
+	if got := val(t, mf, "vmhost_backup_running", j); got != 1 {
+		t.Errorf("running = %v, want 1", got)
+	}
+	mf = scan(t, time.Now().Add(365*24*time.Hour), job)
+	if got := val(t, mf, "vmhost_backup_running", j); got != 0 {
+		t.Errorf("running a year later = %v, want 0", got)
+	}
+	if got := val(t, mf, "vmhost_backup_last_run_success", j); got != 0 {
+		t.Errorf("last run success a year later = %v, want 0", got)
+	}
+}
