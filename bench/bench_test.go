@@ -278,7 +278,9 @@ func TestBenchmarkReport(t *testing.T) {
 	t.Run("qemu-5", func(t *testing.T) {
 		l := testenv.StartLibvirtd(t)
 		for i := range 5 {
-			startQEMU(t, l, fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i))
+			name := fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i)
+			l.DefineQEMU(t, name, "app")
+			l.MustVirsh("qemu:///system", "start", name)
 		}
 		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second}, quiet())
 		defer c.Close()
@@ -360,30 +362,6 @@ func TestBenchmarkReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func startQEMU(t *testing.T, l *testenv.Libvirtd, name string) {
-	disk := filepath.Join(l.Dir, name+".img")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	xml := filepath.Join(l.Dir, name+".xml")
-	doc := `<domain type='qemu'><name>` + name + `</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>` +
-		`<os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>` +
-		`<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='` + disk + `'/><target dev='vda' bus='virtio'/></disk>` +
-		`<interface type='user'><model type='virtio'/></interface><memballoon model='virtio'/></devices></domain>`
-	if err := os.WriteFile(xml, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l.MustVirsh("qemu:///system", "define", xml)
-	t.Cleanup(func() {
-		_, _ = l.Virsh("qemu:///system", "destroy", name)
-		_, _ = l.Virsh("qemu:///system", "undefine", name)
-	})
-	l.MustVirsh("qemu:///system", "start", name)
 }
 
 func backupJob(t *testing.T, base string) backup.Job {

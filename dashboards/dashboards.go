@@ -7,7 +7,8 @@ package dashboards
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
@@ -131,7 +132,7 @@ func (p panel) build() cog.Builder[dashboard.Panel] {
 		if p.mappings != nil {
 			b = b.Mappings(p.mappings)
 		}
-		for _, name := range sortedKeys(p.overrides) {
+		for _, name := range slices.Sorted(maps.Keys(p.overrides)) {
 			b = b.OverrideByName(name, p.overrides[name])
 		}
 		return b
@@ -264,15 +265,6 @@ func okMappings(ok, bad string) []dashboard.ValueMapping {
 		"1": {Text: cog.ToPtr(ok), Color: cog.ToPtr("green"), Index: cog.ToPtr(int32(0))},
 		"0": {Text: cog.ToPtr(bad), Color: cog.ToPtr("red"), Index: cog.ToPtr(int32(1))},
 	}}}}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // column renames a table column and, optionally, maps its values.

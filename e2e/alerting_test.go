@@ -190,7 +190,8 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 	// Host C: a real QEMU/TCG VM on the same libvirtd, watched over
 	// qemu:///system.
 	qemuVM := fmt.Sprintf("vmhtest-e2e-%d", os.Getpid())
-	defineAndStartQEMU(t, l, qemuVM)
+	l.DefineQEMU(t, qemuVM, "app")
+	l.MustVirsh("qemu:///system", "start", qemuVM)
 	hostC := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.libvirt",
 		"--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system", "--libvirt.timeout=2s")
 
@@ -297,39 +298,6 @@ scrape_configs:
 			t.Errorf("unexpected notification %s", m)
 		}
 	}
-}
-
-func defineAndStartQEMU(t *testing.T, l *testenv.Libvirtd, name string) {
-	t.Helper()
-	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
-	disk := filepath.Join(l.Dir, name+".img")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	xml := filepath.Join(l.Dir, name+".xml")
-	if err := os.WriteFile(xml, []byte(`<domain type='qemu'>
-  <name>`+name+`</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='`+disk+`'/><target dev='vda' bus='virtio'/></disk>
-    <memballoon model='virtio'/>
-  </devices>
-</domain>
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l.MustVirsh("qemu:///system", "define", xml)
-	t.Cleanup(func() {
-		_, _ = l.Virsh("qemu:///system", "destroy", name)
-		_, _ = l.Virsh("qemu:///system", "undefine", name)
-	})
-	l.MustVirsh("qemu:///system", "start", name)
 }
 
 // killQEMU kills the VM's QEMU process, as the OOM killer would.

@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/signal"
 	"os/user"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"syscall"
 	"time"
 
@@ -152,7 +153,7 @@ func run(args []string) int {
 			return 1
 		}
 	}
-	logger.Info("Enabled host collectors", "collectors", sortedKeys(nc.Collectors))
+	logger.Info("Enabled host collectors", "collectors", slices.Sorted(maps.Keys(nc.Collectors)))
 
 	if *libvirtEnabled {
 		lc := libvirt.New(libvirt.Config{
@@ -272,15 +273,6 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func checkBackupConfig(path string) error {

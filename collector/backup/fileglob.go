@@ -33,11 +33,7 @@ func scanFileGlob(j Job, _ time.Time, _ *time.Location) (*jobData, error) {
 		if err != nil {
 			continue
 		}
-		d.Sets++
-		if d.OldestSet.IsZero() || mtime.Before(d.OldestSet) {
-			d.OldestSet = mtime
-		}
-		d.add(run{Start: mtime, End: mtime, Finished: true, Success: true,
+		d.addSet(run{Start: mtime, End: mtime, Finished: true, Success: true,
 			HasSize: true, SizeBytes: size, DiskBytes: disk, Files: 1})
 	}
 	d.finish()

@@ -74,11 +74,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		}
 		cur.Finished = true
 		cur.Success = cur.Errors == 0 && cur.statsErrors == 0
-		d.Sets++
-		if d.OldestSet.IsZero() || cur.Start.Before(d.OldestSet) {
-			d.OldestSet = cur.Start
-		}
-		d.add(cur.run)
+		d.addSet(cur.run)
 		cur = rcloneRun{}
 	}
 
@@ -158,11 +154,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		if last.Finished {
 			last.Success = false
 		}
-		d.Sets++
-		if d.OldestSet.IsZero() || last.Start.Before(d.OldestSet) {
-			d.OldestSet = last.Start
-		}
-		d.add(last)
+		d.addSet(last)
 	}
 	d.finish()
 	return d, nil

@@ -65,6 +65,20 @@ func (r run) sortTime() time.Time {
 	return r.Start
 }
 
+// addSet counts r as one set present (retention) and files it as a run.
+func (d *jobData) addSet(r run) {
+	d.countSet(r.Start)
+	d.add(r)
+}
+
+// countSet counts one set present that started at start.
+func (d *jobData) countSet(start time.Time) {
+	d.Sets++
+	if d.OldestSet.IsZero() || start.Before(d.OldestSet) {
+		d.OldestSet = start
+	}
+}
+
 // finish recomputes Running after all runs were added: only a run that is
 // still the newest counts as running.
 func (d *jobData) finish() {

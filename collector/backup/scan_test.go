@@ -47,15 +47,7 @@ func gatherFrom(t *testing.T, c *Collector) map[string]*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*dto.MetricFamily{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = mf
-	}
-	return out
+	return testenv.Gather(t, reg)
 }
 
 func val(t *testing.T, mf map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {

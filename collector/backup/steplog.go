@@ -209,11 +209,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			r.HasSize = true
 			r.SizeBytes, r.DiskBytes, r.Files = sizes[i].Apparent, sizes[i].Allocated, sizes[i].Files
 		}
-		d.Sets++
-		if d.OldestSet.IsZero() || r.Start.Before(d.OldestSet) {
-			d.OldestSet = r.Start
-		}
-		d.add(r)
+		d.addSet(r)
 		if r.Success {
 			successes = append(successes, doneSet{c.set, r})
 		}
@@ -297,11 +293,7 @@ func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) 
 		if cur == nil {
 			return
 		}
-		d.Sets++
-		if d.OldestSet.IsZero() || cur.Start.Before(d.OldestSet) {
-			d.OldestSet = cur.Start
-		}
-		d.add(*cur)
+		d.addSet(*cur)
 	}
 	lr := newLineReader(f)
 	for lr.next(false) {

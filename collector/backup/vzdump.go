@@ -90,10 +90,7 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		for i, a := range list {
 			r := a.evaluate(now, time.Duration(j.RunningTimeout))
 			if r.Success {
-				d.Sets++ // what can be restored from
-				if d.OldestSet.IsZero() || r.Start.Before(d.OldestSet) {
-					d.OldestSet = r.Start
-				}
+				d.countSet(r.Start) // what can be restored from
 			}
 			if i == len(list)-1 {
 				if r.Finished && !r.Success {

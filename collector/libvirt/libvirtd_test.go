@@ -42,15 +42,7 @@ func newRegistry(t *testing.T, c *Collector) *prometheus.Registry {
 
 func gather(t *testing.T, reg prometheus.Gatherer) map[string]*dto.MetricFamily {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	out := map[string]*dto.MetricFamily{}
-	for _, mf := range mfs {
-		out[mf.GetName()] = mf
-	}
-	return out
+	return testenv.Gather(t, reg)
 }
 
 func mustValue(t *testing.T, mf map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
@@ -95,59 +87,13 @@ func TestTestDriverDomains(t *testing.T) {
 	}
 }
 
-const qemuDomainXML = `<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <metadata>
-    <vmhost:vm xmlns:vmhost='https://github.com/vmhost-exporter/vmhost_exporter/xmlns/vm/1'><vmhost:role>%s</vmhost:role></vmhost:vm>
-  </metadata>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <interface type='user'><model type='virtio'/></interface>
-    <memballoon model='virtio'><stats period='1'/></memballoon>
-  </devices>
-</domain>
-`
-
-// defineQEMU defines (and undefines at cleanup) a small TCG domain with a
-// sparse raw disk in the daemon's temp dir.
-func defineQEMU(t *testing.T, l *testenv.Libvirtd, name, role string) {
-	t.Helper()
-	testenv.LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
-	disk := filepath.Join(l.Dir, name+".img")
-	f, err := os.Create(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(16 << 20); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	xmlPath := filepath.Join(l.Dir, name+".xml")
-	if err := os.WriteFile(xmlPath, fmt.Appendf(nil, qemuDomainXML, name, role, disk), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l.MustVirsh("qemu:///system", "define", xmlPath)
-	t.Cleanup(func() {
-		_, _ = l.Virsh("qemu:///system", "destroy", name)
-		_, _ = l.Virsh("qemu:///system", "undefine", name)
-	})
-}
-
 func TestQEMUDomains(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
 	prefix := fmt.Sprintf("vmhtest-%d-", os.Getpid())
 	vmA, vmB, vmC := prefix+"a", prefix+"b", prefix+"c"
-	defineQEMU(t, l, vmA, "app")
-	defineQEMU(t, l, vmB, "db")
-	defineQEMU(t, l, vmC, "web") // defined, never started, autostart on
+	l.DefineQEMU(t, vmA, "app")
+	l.DefineQEMU(t, vmB, "db")
+	l.DefineQEMU(t, vmC, "web") // defined, never started, autostart on
 	l.MustVirsh("qemu:///system", "start", vmA)
 	l.MustVirsh("qemu:///system", "start", vmB)
 	l.MustVirsh("qemu:///system", "autostart", vmC)

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -257,7 +258,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		dgauge(d.vcpuCurrent, s.VCPUCurrent)
 		dgauge(d.vcpuMaximum, s.VCPUMaximum)
 	}
-	for _, i := range sortedIndexes(s.VCPUs) {
+	for _, i := range slices.Sorted(maps.Keys(s.VCPUs)) {
 		f := s.VCPUs[i].Fields
 		vl := withLabel(dl, "vcpu", strconv.Itoa(i))
 		if v, ok := f["state"]; ok {
@@ -274,7 +275,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	}
 
 	seen := map[string]bool{}
-	for _, i := range sortedIndexes(s.Block) {
+	for _, i := range slices.Sorted(maps.Keys(s.Block)) {
 		b := s.Block[i]
 		if b.Name == "" || seen[b.Name] {
 			continue // backing-chain entries repeat the name
@@ -293,7 +294,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		}
 	}
 	clear(seen)
-	for _, i := range sortedIndexes(s.Net) {
+	for _, i := range slices.Sorted(maps.Keys(s.Net)) {
 		n := s.Net[i]
 		if n.Name == "" || seen[n.Name] {
 			continue
@@ -311,15 +312,6 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			}
 		}
 	}
-}
-
-func sortedIndexes[V any](m map[int]V) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // domainMetric is a const metric whose label pairs are shared by all the

@@ -168,3 +168,51 @@ func StartLibvirtdLockOnly(t testing.TB) {
 	}
 	lockHostWideLibvirtd(t)
 }
+
+// QEMUDomainXML is a small TCG guest (REQUIREMENTS §6) with a raw disk, a
+// user-mode interface and a balloon; role goes into the vmhost metadata.
+const QEMUDomainXML = `<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <metadata>
+    <vmhost:vm xmlns:vmhost='https://github.com/vmhost-exporter/vmhost_exporter/xmlns/vm/1'><vmhost:role>%s</vmhost:role></vmhost:vm>
+  </metadata>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'><model type='virtio'/></interface>
+    <memballoon model='virtio'><stats period='1'/></memballoon>
+  </devices>
+</domain>
+`
+
+// DefineQEMU defines a QEMU/TCG domain with a sparse 16 MiB disk in the
+// daemon's directory, and destroys and undefines it when the test ends.
+// It returns the disk's path.
+func (l *Libvirtd) DefineQEMU(t testing.TB, name, role string) string {
+	t.Helper()
+	LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
+	disk := filepath.Join(l.Dir, name+".img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	xmlPath := filepath.Join(l.Dir, name+".xml")
+	if err := os.WriteFile(xmlPath, fmt.Appendf(nil, QEMUDomainXML, name, role, disk), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.MustVirsh("qemu:///system", "define", xmlPath)
+	t.Cleanup(func() {
+		_, _ = l.Virsh("qemu:///system", "destroy", name)
+		_, _ = l.Virsh("qemu:///system", "undefine", name)
+	})
+	return disk
+}
