@@ -215,12 +215,26 @@ func (c *Collector) store(res *jobResult) {
 	if !c.cfg.has(res.Job.Name) {
 		return // removed by a reload during the scan
 	}
-	if !res.ScanOK {
-		if prev := c.results[res.Job.Name]; prev != nil && prev.Job.Type == res.Job.Type {
-			res.Data = prev.Data
-		}
+	prev := c.results[res.Job.Name]
+	if prev != nil && !sameSource(prev.Job, res.Job) {
+		prev = nil // the job now reads something else: its old data says nothing
+	}
+	// Every set gone at once is what an unmounted backup disk looks like
+	// (an empty mount point), not a retention policy: report it as a scan
+	// failure instead of "no backups".
+	if res.ScanOK && res.Data.Sets == 0 && prev != nil && prev.Data != nil && prev.Data.Sets > 0 {
+		res.ScanOK = false
+		res.ScanErr = fmt.Sprintf("no backup sets found any more (the last good scan found %d); is the backup storage mounted?", prev.Data.Sets)
+		c.logger.Warn("Backup scan failed", "backup_job", res.Job.Name, "err", res.ScanErr)
+	}
+	if !res.ScanOK && prev != nil {
+		res.Data = prev.Data
 	}
 	c.results[res.Job.Name] = res
+}
+
+func sameSource(a, b Job) bool {
+	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob
 }
 
 // Describe implements prometheus.Collector.

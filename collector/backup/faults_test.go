@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -246,5 +247,82 @@ func TestClockJumps(t *testing.T) {
 	}
 	if got := val(t, mf, "vmhost_backup_last_run_success", j); got != 0 {
 		t.Errorf("last run success a year later = %v, want 0", got)
+	}
+}
+
+// TestBackupDiskUnmounted mounts a tmpfs as the backup disk, scans it, then
+// unmounts it: the empty mount point must read as a scan failure (the last
+// good values kept), not as "no backups"; mounted again, it recovers. Many
+// scans leave no goroutines behind.
+func TestBackupDiskUnmounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root", "the test mounts a tmpfs")
+	}
+	mnt := t.TempDir()
+	mount := func() {
+		t.Helper()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount: %v %s", err, out)
+		}
+		set := filepath.Join(mnt, "2025-05-28")
+		if err := os.MkdirAll(set, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte("2025-05-28 02:00:00 - [5/5] バックアップ完了しました\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	umount := func() {
+		t.Helper()
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Fatalf("umount: %v %s", err, out)
+		}
+	}
+	mount()
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			_ = exec.Command("umount", mnt).Run()
+		}
+	})
+	job := Job{Name: "kvm", Type: TypeDatedDir, Path: mnt, MaxAge: Duration(24 * time.Hour)}
+	job.setDefaults()
+	c := New(&Config{Jobs: []Job{job}}, Options{}, testLogger())
+	j := map[string]string{"backup_job": "kvm"}
+	want := float64(time.Date(2025, 5, 28, 2, 0, 0, 0, time.Local).Unix())
+
+	goroutines := runtime.NumGoroutine()
+	c.ScanOnce(context.Background())
+	mf := gatherFrom(t, c)
+	if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); got != want {
+		t.Fatalf("mounted: last success = %v, want %v", got, want)
+	}
+
+	umount()
+	mounted = false
+	c.ScanOnce(context.Background())
+	mf = gatherFrom(t, c)
+	if got := val(t, mf, "vmhost_backup_scan_success", j); got != 0 {
+		t.Errorf("unmounted: scan_success = %v, want 0", got)
+	}
+	if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); got != want {
+		t.Errorf("unmounted: last success = %v, want the last good %v", got, want)
+	}
+
+	mount()
+	mounted = true
+	for range 50 {
+		c.ScanOnce(context.Background())
+	}
+	mf = gatherFrom(t, c)
+	if got := val(t, mf, "vmhost_backup_scan_success", j); got != 1 {
+		t.Errorf("mounted again: scan_success = %v, want 1", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > goroutines {
+		t.Errorf("goroutines grew from %d to %d over 52 scans", goroutines, g)
 	}
 }
