@@ -181,7 +181,7 @@ func TestScrapeFloodIsBounded(t *testing.T) {
 	if perScrape := (after - before) / (served + 1); perScrape >= 3 {
 		t.Errorf("%v RPCs for %v scrapes: concurrent scrapes did not share libvirt queries", after-before, served+1)
 	}
-	if rss := rssKiB(t, e.Cmd.Process.Pid); rss > 200*1024 {
+	if rss := rssKiB(t, e.Cmd.Process.Pid); rss > 100*1024 {
 		t.Errorf("exporter RSS after the flood: %d MiB", rss/1024)
 	}
 	t.Logf("codes %v, %v RPCs, RSS %d MiB", codes, after-before, rssKiB(t, e.Cmd.Process.Pid)/1024)
