@@ -141,10 +141,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		return nil, fmt.Errorf("reading %s: %w", j.LogFile, lr.err)
 	}
 	if recognised == 0 {
-		if other == 0 {
-			return nil, fmt.Errorf("%s is empty", j.LogFile)
-		}
-		return nil, fmt.Errorf("%s has no rclone log line (\"YYYY/MM/DD HH:MM:SS LEVEL : ...\") and no end line", j.LogFile)
+		return nil, unreadableLog(j.LogFile, other, `rclone log line ("YYYY/MM/DD HH:MM:SS LEVEL : ...") and no end line`)
 	}
 	if cur.seen {
 		// No end line yet: running while rclone still writes (its stats

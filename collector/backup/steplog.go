@@ -324,10 +324,7 @@ func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) 
 		return nil, fmt.Errorf("reading %s: %w", j.LogFile, lr.err)
 	}
 	if parsed == 0 {
-		if other == 0 {
-			return nil, fmt.Errorf("%s is empty", j.LogFile)
-		}
-		return nil, fmt.Errorf("%s has no line of the form \"YYYY-MM-DD HH:MM:SS - message\"", j.LogFile)
+		return nil, unreadableLog(j.LogFile, other, `line of the form "YYYY-MM-DD HH:MM:SS - message"`)
 	}
 	// Every run but the last has ended; the last one is running while the
 	// log still changes.
@@ -348,6 +345,15 @@ func (d *jobData) markUnfinished(last *run, logMtime, now time.Time, timeout tim
 	if last.Finished && logMtime.After(last.End) {
 		last.End = logMtime
 	}
+}
+
+// unreadableLog explains an appended log in which no line was recognised:
+// empty, or none of its lines has the expected form.
+func unreadableLog(path string, otherLines int, form string) error {
+	if otherLines == 0 {
+		return fmt.Errorf("%s is empty", path)
+	}
+	return fmt.Errorf("%s has no %s", path, form)
 }
 
 func openLog(path string) (*os.File, os.FileInfo, error) {
