@@ -326,3 +326,29 @@ func TestBackupDiskUnmounted(t *testing.T) {
 		t.Errorf("goroutines grew from %d to %d over 52 scans", goroutines, g)
 	}
 }
+
+func TestMatchRcloneLine(t *testing.T) {
+	for line, want := range map[string][]string{
+		"2025/05/28 02:00:01 INFO  : a.txt: Copied (new)":                  {"2025/05/28 02:00:01", "INFO", "a.txt: Copied (new)"},
+		"2025/05/28 02:00:01.123456 ERROR : c.txt: Failed to copy: denied": {"2025/05/28 02:00:01", "ERROR", "c.txt: Failed to copy: denied"},
+		"2025/05/28 02:00:12 Failed to sync: denied":                       {"2025/05/28 02:00:12", "", "Failed to sync: denied"},
+		"2025/05/28 02:00:02 INFO  : ":                                     {"2025/05/28 02:00:02", "INFO", ""},
+		"2025/05/28 02:00:02 NOTICE: Config file not found":                {"2025/05/28 02:00:02", "NOTICE", "Config file not found"},
+		"2025/05/28 02:00:02 INFORMATION is not a level":                   {"2025/05/28 02:00:02", "", "INFORMATION is not a level"},
+		"Transferred:   	    4.889 KiB / 4.889 KiB, 100%, 0 B/s, ETA -":    nil,
+		"2025-05-28 02:00:01 - [1/5] not rclone":                           nil,
+		"2025/05/28 02:00:0":                                               nil,
+		"":                                                                 nil,
+	} {
+		got := matchRcloneLine(line)
+		if want == nil {
+			if got != nil {
+				t.Errorf("%q matched: %q", line, got)
+			}
+			continue
+		}
+		if got == nil || got[1] != want[0] || got[2] != want[1] || got[3] != want[2] {
+			t.Errorf("%q = %q, want %q", line, got, want)
+		}
+	}
+}

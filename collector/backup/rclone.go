@@ -9,8 +9,6 @@ import (
 )
 
 var (
-	// 2025/05/28 02:00:01 INFO  : file: Copied (new)
-	rcloneLine = regexp.MustCompile(`^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)? (?:(EMERGENCY|ALERT|CRITICAL|ERROR|WARNING|NOTICE|INFO|DEBUG)\s*: ?)?(.*)$`)
 	// Transferred:   	    4.889 KiB / 4.889 KiB, 100%, 0 B/s, ETA -
 	rcloneBytes = regexp.MustCompile(`^Transferred:\s+([\d.]+)\s*([KMGTPE]i?)?B(?:ytes)?\s*/`)
 	// Transferred:            2 / 2, 100%
@@ -42,6 +40,40 @@ func parseDate(s string, loc *time.Location) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+var rcloneLevels = []string{"EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"}
+
+// matchRcloneLine splits "2006/01/02 15:04:05[.frac] LEVEL : message" (the
+// level is optional: rclone's fatal "Failed to ..." has none) into
+// [line, time, level, message], like a regexp match, or returns nil. It is
+// written out by hand because it runs on every line of logs that reach
+// gigabytes.
+func matchRcloneLine(line string) []string {
+	if len(line) < 19 || line[4] != '/' || line[7] != '/' || line[10] != ' ' || line[13] != ':' || line[16] != ':' {
+		return nil
+	}
+	rest := line[19:]
+	if strings.HasPrefix(rest, ".") {
+		k := 1
+		for k < len(rest) && rest[k] >= '0' && rest[k] <= '9' {
+			k++
+		}
+		rest = rest[k:]
+	}
+	if !strings.HasPrefix(rest, " ") {
+		return nil
+	}
+	rest = rest[1:]
+	for _, level := range rcloneLevels {
+		if after, ok := strings.CutPrefix(rest, level); ok {
+			after = strings.TrimLeft(after, " ")
+			if msg, ok := strings.CutPrefix(after, ":"); ok {
+				return []string{line, line[:19], level, strings.TrimPrefix(msg, " ")}
+			}
+		}
+	}
+	return []string{line, line[:19], "", rest}
 }
 
 // rcloneRun accumulates one run of an rclone log.
@@ -93,7 +125,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			finish(end)
 			continue
 		}
-		if m := rcloneLine.FindStringSubmatch(line); m != nil {
+		if m := matchRcloneLine(line); m != nil {
 			t, err := time.ParseInLocation("2006/01/02 15:04:05", m[1], loc)
 			if err != nil {
 				other++
@@ -123,6 +155,9 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			continue
 		}
 		// Lines of the stats block belong to the current run.
+		if !strings.HasPrefix(line, "Transferred:") && !strings.HasPrefix(line, "Errors:") {
+			continue
+		}
 		if m := rcloneErrors.FindStringSubmatch(line); m != nil {
 			cur.statsErrors, _ = strconv.Atoi(m[1])
 		} else if m := rcloneBytes.FindStringSubmatch(line); m != nil {
