@@ -185,17 +185,8 @@ func virshFloor(t *testing.T, uri string, n int) []time.Duration {
 }
 
 func peakRSS(t *testing.T, pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.Fields(v)[0])
-			return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) + " MiB"
-		}
-	}
-	return "?"
+	kb := testenv.ProcStatusKiB(t, pid, "VmHWM")
+	return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) + " MiB"
 }
 
 // binaryRSS runs the real exporter with args, scrapes it n times over HTTP
@@ -219,7 +210,7 @@ func binaryRSS(t *testing.T, n int, waitFor string, args ...string) string {
 	return peakRSS(t, e.Cmd.Process.Pid)
 }
 
-func machine() string {
+func machine(t *testing.T) string {
 	var model string
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(data), "\n") {
@@ -229,15 +220,7 @@ func machine() string {
 			}
 		}
 	}
-	var mem float64
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(l, "MemTotal:"); ok {
-				kb, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
-				mem = kb / (1 << 20)
-			}
-		}
-	}
+	mem := testenv.ReadMeminfo(t, "MemTotal") / (1 << 30)
 	kernel, _ := exec.Command("uname", "-r").Output()
 	lv, _ := exec.Command("libvirtd", "--version").Output()
 	du, _ := exec.Command("du", "--version").Output()
@@ -355,7 +338,7 @@ func TestBenchmarkReport(t *testing.T) {
 	})
 
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape\n\n%s\n### backup scan\n\n%s", machine(), lib.markdown(), bk.markdown())
+	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape\n\n%s\n### backup scan\n\n%s", machine(t), lib.markdown(), bk.markdown())
 	fmt.Println(out.String())
 	if path := os.Getenv("VMHOST_BENCH_RECORD"); path != "" {
 		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {

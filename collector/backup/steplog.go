@@ -138,18 +138,14 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	})
 
 	d := &jobData{VMs: map[string]vmBackup{}}
-	type doneSet struct {
-		set datedSet
-		run run
-	}
 	// First the logs (cheap), then one parallel walk over every set: it
 	// gives each set's size, the newest change in the newest set (is it
 	// still being written?) and the total the sets take on disk.
-	type candidate struct {
+	type setRun struct {
 		set datedSet
 		run run
 	}
-	var cands []candidate
+	var cands []setRun
 	for i, s := range sets {
 		if afterListing != nil {
 			afterListing(s.path)
@@ -176,7 +172,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			r.End = r.Start
 		}
 		r.Finished = true
-		cands = append(cands, candidate{s, r})
+		cands = append(cands, setRun{s, r})
 	}
 	paths := make([]string, len(cands))
 	detail := -1 // the newest successful set: its own size is exported
@@ -192,7 +188,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	}
 	d.Total = &total
 
-	var successes []doneSet
+	var successes []setRun
 	for i, c := range cands {
 		if sizes[i].Missing {
 			continue // vanished during the scan
@@ -211,7 +207,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		}
 		d.addSet(r)
 		if r.Success {
-			successes = append(successes, doneSet{c.set, r})
+			successes = append(successes, setRun{c.set, r})
 		}
 	}
 	d.finish()

@@ -23,22 +23,8 @@ type Prometheus struct {
 // are.
 func StartPrometheus(t testing.TB, config string) *Prometheus {
 	t.Helper()
-	bin := LookPath(t, "prometheus", "prometheus")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := FreePort(t)
-	p := Start(t, bin,
-		"--config.file="+cfg,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--web.enable-lifecycle",
-	)
-	prom := &Prometheus{Process: p, URL: "http://" + addr}
-	WaitHTTP(t, prom.URL+"/-/ready", 30*time.Second)
-	return prom
+	p, url := startServer(t, "prometheus", "prometheus", config, "--storage.tsdb.path", "--web.enable-lifecycle")
+	return &Prometheus{Process: p, URL: url}
 }
 
 // QueryResult is the part of /api/v1/query's answer the tests look at.
@@ -79,20 +65,25 @@ func (p *Prometheus) Query(ctx context.Context, q string) (*QueryResult, error) 
 // on loopback, without clustering, and waits until it is ready.
 func StartAlertmanager(t testing.TB, config string) string {
 	t.Helper()
-	bin := LookPath(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	_, url := startServer(t, "prometheus-alertmanager", "prometheus-alertmanager", config, "--storage.path", "--cluster.listen-address=")
+	return url
+}
+
+// startServer runs a Prometheus-family server (they share --config.file and
+// --web.listen-address) with config in a temp dir, its data in
+// <dir>/data via dataFlag, on a free loopback port, and waits for /-/ready.
+func startServer(t testing.TB, bin, debianPackage, config, dataFlag string, extra ...string) (*Process, string) {
+	t.Helper()
+	path := LookPath(t, bin, debianPackage)
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
+	cfg := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	addr := FreePort(t)
-	Start(t, bin,
-		"--config.file="+cfg,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=",
-	)
+	args := append([]string{"--config.file=" + cfg, dataFlag + "=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr}, extra...)
+	p := Start(t, path, args...)
 	url := "http://" + addr
 	WaitHTTP(t, url+"/-/ready", 30*time.Second)
-	return url
+	return p, url
 }

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -375,4 +376,21 @@ func Gather(t testing.TB, g prometheus.Gatherer) map[string]*dto.MetricFamily {
 		out[mf.GetName()] = mf
 	}
 	return out
+}
+
+// ProcStatusKiB returns a kB field of /proc/<pid>/status (VmRSS, VmHWM).
+func ProcStatusKiB(t testing.TB, pid int, field string) int {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, field)
+	return 0
 }
