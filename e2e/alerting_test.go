@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,7 +247,7 @@ scrape_configs:
 
 	// 2. The QEMU process of the real VM dies: libvirt says "shut off
 	// (crashed)", VMCrashed fires; started again, it resolves.
-	killQEMU(t, qemuVM)
+	killQEMU(t, l, qemuVM)
 	hook.wait(t, alertMatch{"/critical", "firing", map[string]string{
 		"alertname": "VMCrashed", "instance": c, "domain": qemuVM, "state_desc": "the domain is shut off"}}, 2*time.Minute)
 	l.MustVirsh("qemu:///system", "start", qemuVM)
@@ -301,17 +300,9 @@ scrape_configs:
 }
 
 // killQEMU kills the VM's QEMU process, as the OOM killer would.
-func killQEMU(t *testing.T, name string) {
+func killQEMU(t *testing.T, l *testenv.Libvirtd, name string) {
 	t.Helper()
-	data, err := os.ReadFile("/run/libvirt/qemu/" + name + ".pid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(l.GuestPID(t, name), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 }

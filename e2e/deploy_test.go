@@ -58,14 +58,16 @@ func TestExamplePrometheusConfig(t *testing.T) {
 // TestDemo runs `make demo`'s script: every URL it prints answers, and
 // Ctrl-C (SIGINT) stops every process it started and removes its temp dir.
 func TestDemo(t *testing.T) {
-	testenv.StartLibvirtdLockOnly(t) // the demo's libvirtd must not overlap a test's
+	testenv.RequireRoot(t, "the demo's private libvirtd needs root for its namespaces")
 	for _, tool := range []string{"libvirtd", "prometheus", "prometheus-alertmanager", "curl"} {
 		testenv.LookPath(t, tool, "see scripts/install-test-deps.sh")
 	}
 	exporter, prom, am := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	cmd := exec.Command("../scripts/demo.sh")
 	cmd.Env = append(os.Environ(), "DEMO_EXPORTER_ADDR="+exporter, "DEMO_PROMETHEUS_ADDR="+prom, "DEMO_ALERTMANAGER_ADDR="+am)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The demo runs as PID 1 of a PID namespace: whatever it started dies
+	// with it, and it dies with this test, even when the test is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {

@@ -27,15 +27,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A private libvirtd: sockets in the temp dir, the system daemon untouched.
-mkdir -p "$work/run"
+# A private libvirtd: sockets in the temp dir, and its QEMU driver state in
+# private copies of libvirt's fixed directories, bind-mounted in a mount
+# namespace of its own (REQUIREMENTS §6), so the host's stay untouched. Its
+# own PID namespace ends with it; its own network namespace keeps it off
+# the host's network.
+mkdir -p "$work/run" "$work/libvirt/etc" "$work/libvirt/run" "$work/libvirt/lib/qemu" "$work/libvirt/cache" "$work/libvirt/log"
+for f in /etc/libvirt/*.conf; do [ -f "$f" ] && cp "$f" "$work/libvirt/etc/"; done
+printf 'stdio_handler = "file"\ncgroup_controllers = [ ]\nsecurity_driver = "none"\n' >>"$work/libvirt/etc/qemu.conf"
 cat >"$work/libvirtd.conf" <<CONF
 unix_sock_dir = "$work/run"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 unix_sock_rw_perms = "0777"
 CONF
-libvirtd -f "$work/libvirtd.conf" -p "$work/libvirtd.pid" >"$work/libvirtd.log" 2>&1 &
+binds=""
+for d in etc:/etc/libvirt run:/run/libvirt lib:/var/lib/libvirt cache:/var/cache/libvirt log:/var/log/libvirt; do
+  binds="$binds mount --bind '$work/libvirt/${d%%:*}' '${d#*:}' &&"
+done
+unshare --mount --propagation private --pid --fork --kill-child --mount-proc --net \
+  sh -c "$binds exec libvirtd -f '$work/libvirtd.conf' -p '$work/libvirtd.pid'" >"$work/libvirtd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/run/libvirt-sock-ro" ] && break; sleep 0.1; done
 cp "$root/collector/libvirt/testdata/node.xml" "$work/node.xml"

@@ -55,6 +55,14 @@ func run(args []string) int {
 			"Exclude metrics about the exporter itself (promhttp_*, process_*, go_*).").Bool()
 		maxRequests = app.Flag("web.max-requests",
 			"Maximum number of parallel scrape requests. Use 0 to disable.").Default("40").Int()
+		enableLifecycle = app.Flag("web.enable-lifecycle",
+			"Enable POST /-/reload (reloads the backup configuration, like SIGHUP).").Default("false").Bool()
+		readTimeout = durationFlag(app, "web.read-timeout",
+			"Maximum time to read a whole request, headers included.", "30s")
+		writeTimeout = durationFlag(app, "web.write-timeout",
+			"Maximum time from the end of a request's headers to the end of its answer. A client that does not read its answer loses its connection then and frees its --web.max-requests slot; keep it above --libvirt.timeout plus the time to send the largest /metrics page.", "60s")
+		idleTimeout = durationFlag(app, "web.idle-timeout",
+			"How long an idle keep-alive connection stays open.", "2m")
 		disableDefaults = app.Flag("collector.disable-defaults",
 			"Set all collectors to disabled by default, the libvirt and backup collectors included.").Default("false").Bool()
 
@@ -99,6 +107,11 @@ func run(args []string) int {
 		return 2
 	}
 	logger := promslog.New(promslogConfig)
+	// SIGHUP is always handled, from the start: the shipped unit's
+	// ExecReload sends it, and its default action (exit) would stop the
+	// service for good on a host whose backup collector is off.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	// A soft limit keeps the exporter small on hosts where every MiB belongs
 	// to the VMs: the heap of a scrape or a backup walk is short-lived, and
 	// without a limit the runtime would let it double before collecting.
@@ -203,14 +216,17 @@ func run(args []string) int {
 			logger.Info("Backup configuration reloaded", "file", *backupConfigFile)
 			return nil
 		}
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
-				_ = reload()
-			}
-		}()
 	}
+
+	go func() {
+		for range hup {
+			if reload == nil {
+				logger.Info("SIGHUP received; the backup collector is disabled, nothing to reload")
+				continue
+			}
+			_ = reload()
+		}
+	}()
 
 	var gatherers prometheus.Gatherers = prometheus.Gatherers{registry}
 	handlerOpts := promhttp.HandlerOpts{
@@ -234,22 +250,7 @@ func run(args []string) int {
 
 	mux := http.NewServeMux()
 	mux.Handle(*metricsPath, metricsHandler)
-	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			w.Header().Set("Allow", "POST, PUT")
-			http.Error(w, "use POST or PUT to reload the backup configuration", http.StatusMethodNotAllowed)
-			return
-		}
-		if reload == nil {
-			http.Error(w, "the backup collector is disabled", http.StatusBadRequest)
-			return
-		}
-		if err := reload(); err != nil {
-			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "backup configuration reloaded")
-	})
+	mux.HandleFunc("/-/reload", reloadHandler(*enableLifecycle, reload))
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "vmhost_exporter",
@@ -266,13 +267,42 @@ func run(args []string) int {
 
 	server := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, *readTimeout),
+		ReadTimeout:       *readTimeout,
+		WriteTimeout:      *writeTimeout,
+		IdleTimeout:       *idleTimeout,
 	}
 	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
 		logger.Error("HTTP server stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadHandler serves /-/reload the way Prometheus does: only when the
+// operator enabled it, only for POST. Why a config was refused goes to the
+// log, not to the HTTP client, which may be anyone who can reach the port.
+func reloadHandler(enabled bool, reload func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !enabled {
+			http.Error(w, "Lifecycle API is not enabled (--web.enable-lifecycle).", http.StatusForbidden)
+			return
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "Use POST to reload the backup configuration.", http.StatusMethodNotAllowed)
+			return
+		}
+		if reload == nil {
+			fmt.Fprintln(w, "The backup collector is disabled; nothing to reload.")
+			return
+		}
+		if err := reload(); err != nil {
+			http.Error(w, "Reload failed; the previous configuration stays in force. See the exporter's log for why.", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Backup configuration reloaded.")
+	}
 }
 
 func checkBackupConfig(path string) error {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,4 +228,86 @@ func TestSlowClientIsCut(t *testing.T) {
 	if took < 5*time.Second || took > 20*time.Second {
 		t.Errorf("connection closed after %s, want about 10 s", took)
 	}
+}
+
+// TestClientsThatNeverReadDoNotStarveScrapes: 45 clients send a scrape
+// request and never read the answer. The page is 4 MiB (a textfile of
+// 40,000 series stands in for a big host's VM series), more than the
+// kernel's socket buffers take (about 3 MiB on loopback), so each handler
+// blocks in its write and holds its --web.max-requests slot: scrapes get
+// 503, and still do long after the handlers' own work is done. The write
+// timeout then cuts those clients off, and Prometheus' own scrape succeeds
+// again while they still hold their connections open.
+func TestClientsThatNeverReadDoNotStarveScrapes(t *testing.T) {
+	textfiles := testenv.SharedTempDir(t)
+	var page strings.Builder
+	page.WriteString("# HELP site_inventory_item Stand-in for a big host's series.\n# TYPE site_inventory_item gauge\n")
+	for i := range 40000 {
+		fmt.Fprintf(&page, "site_inventory_item{item=\"%06d\",padding=\"%s\"} 1\n", i, strings.Repeat("x", 64))
+	}
+	if err := os.WriteFile(filepath.Join(textfiles, "big.prom"), []byte(page.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const writeTimeout = 30 * time.Second
+	e := testenv.StartExporter(t, "--no-collector.libvirt", "--no-collector.backup", "--collector.textfile.directory="+textfiles,
+		"--web.max-requests=40", "--web.write-timeout="+writeTimeout.String())
+	addr := strings.TrimPrefix(e.URL, "http://")
+	prom := testenv.StartPrometheus(t, `global:
+  scrape_interval: 3s
+  scrape_timeout: 3s
+scrape_configs:
+  - job_name: vmhost
+    static_configs:
+      - targets: ['`+addr+`']
+`)
+	upAfter := func(since time.Time) func() (bool, string) {
+		return func() (bool, string) {
+			r, err := prom.Query(t.Context(), `up{job="vmhost"}`)
+			if err != nil || len(r.Data.Result) != 1 {
+				return false, fmt.Sprintf("%v %+v", err, r)
+			}
+			ts, _ := r.Data.Result[0].Value[0].(float64)
+			return r.Data.Result[0].Value[1] == "1" && ts > float64(since.UnixMilli())/1000, fmt.Sprintf("%v", r.Data.Result[0].Value)
+		}
+	}
+	testenv.Eventually(t, time.Minute, "Prometheus scrapes the exporter", upAfter(time.Now()))
+
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	flood := time.Now()
+	for i := range 45 {
+		conn, err := dialer.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func() (bool, string) {
+		resp, err := http.Get(e.URL + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable, fmt.Sprintf("status %d, %d bytes", resp.StatusCode, n)
+	}
+	// The scenario is real only if the slots are held by blocked writes:
+	// still refused two thirds into the write timeout, long after 45
+	// renderings of the page are done.
+	time.Sleep(time.Until(flood.Add(writeTimeout * 2 / 3)))
+	if ok, saw := refused(); !ok {
+		t.Fatalf("%s after the flood, a scrape was not refused (%s): the clients that do not read hold no slots, so this test proves nothing", time.Since(flood), saw)
+	}
+	testenv.Eventually(t, writeTimeout/3+30*time.Second, "Prometheus scrapes again", upAfter(time.Now()))
 }

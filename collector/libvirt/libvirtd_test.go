@@ -101,18 +101,34 @@ func TestQEMUDomains(t *testing.T) {
 	c := New(Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 5 * time.Second}, testLogger())
 	reg := newRegistry(t, c)
 
-	// Let the guests burn some CPU in the firmware.
-	deadline := time.Now().Add(20 * time.Second)
+	// Wait for the state every assertion below needs: both guests report
+	// CPU time, vCPU time and a balloon (they burn CPU in the firmware), and
+	// every domain's XML has been read (roles known). A freshly started
+	// TCG guest's first stats call can take longer than the timeout, so
+	// no single scrape is trusted.
 	var mf map[string]*dto.MetricFamily
-	for {
+	ready := func() (bool, string) {
 		mf = gather(t, reg)
-		a, _ := testenv.Value(mf, "libvirt_domain_info_cpu_time_seconds_total", map[string]string{"domain": vmA})
-		b, _ := testenv.Value(mf, "libvirt_domain_info_cpu_time_seconds_total", map[string]string{"domain": vmB})
-		if a > 0 && b > 0 || time.Now().After(deadline) {
-			break
+		var missing []string
+		for _, vm := range []struct{ name, role string }{{vmA, "app"}, {vmB, "db"}, {vmC, "web"}} {
+			if _, ok := testenv.Value(mf, "libvirt_domain_info", map[string]string{"domain": vm.name, "role": vm.role}); !ok {
+				missing = append(missing, vm.name+" role "+vm.role)
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		for _, vm := range []string{vmA, vmB} {
+			d := map[string]string{"domain": vm}
+			for _, name := range []string{"libvirt_domain_info_cpu_time_seconds_total", "libvirt_domain_vcpu_time_seconds_total", "libvirt_domain_memory_stats_rss_bytes"} {
+				if v, _ := testenv.Value(mf, name, d); v <= 0 {
+					missing = append(missing, fmt.Sprintf("%s %s > 0", vm, name))
+				}
+			}
+			if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_actual_balloon_bytes", d); !ok {
+				missing = append(missing, vm+" balloon")
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %v; part success %v", missing, partSuccess(mf))
 	}
+	testenv.Eventually(t, 3*time.Minute, "QEMU guests fully visible", ready)
 
 	if v := mustValue(t, mf, "libvirt_up", nil); v != 1 {
 		t.Fatalf("libvirt_up = %v", v)
@@ -178,7 +194,11 @@ func TestQEMUDomains(t *testing.T) {
 	// Shut one VM off mid-test: the next scrape shows it as shut off, its
 	// running-only stats are gone and the other VM is unaffected.
 	l.MustVirsh("qemu:///system", "destroy", vmB)
-	mf = gather(t, reg)
+	testenv.Eventually(t, time.Minute, vmB+" seen shut off", func() (bool, string) {
+		mf = gather(t, reg)
+		v, _ := testenv.Value(mf, "libvirt_domain_info_state", map[string]string{"domain": vmB})
+		return v == 5, fmt.Sprintf("state %v; part success %v", v, partSuccess(mf))
+	})
 	if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vmB, "state_desc": "the domain is shut off"}); v != 5 {
 		t.Errorf("%s state after destroy = %v, want 5", vmB, v)
 	}
@@ -191,6 +211,15 @@ func TestQEMUDomains(t *testing.T) {
 	if v := mustValue(t, mf, "libvirt_domain_info_state", map[string]string{"domain": vmA}); v != 1 {
 		t.Errorf("%s state = %v, want 1", vmA, v)
 	}
+}
+
+// partSuccess describes libvirt_scrape_part_success for failure messages.
+func partSuccess(mf map[string]*dto.MetricFamily) string {
+	var parts []string
+	for _, m := range mf["libvirt_scrape_part_success"].GetMetric() {
+		parts = append(parts, fmt.Sprintf("%s=%v", m.GetLabel()[0].GetValue(), m.GetGauge().GetValue()))
+	}
+	return strings.Join(parts, " ")
 }
 
 func countFDs(t *testing.T) int {

@@ -1,27 +1,39 @@
 package testenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// Libvirtd is a private libvirtd started for one test (REQUIREMENTS §6): its
-// sockets live in a temp dir, so the system daemon is never touched.
+// HostLibvirtDirs are the fixed paths where libvirtd's QEMU driver keeps its
+// state. A test daemon sees private copies of them (bind mounts in its own
+// mount namespace); the host's stay as they are, which testenv.Main checks.
+var HostLibvirtDirs = []string{"/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"}
+
+// Libvirtd is a private libvirtd started for one test (REQUIREMENTS §6) in
+// namespaces of its own: its sockets live in a temp dir, its QEMU driver
+// state in private copies of HostLibvirtDirs, its guests in its PID
+// namespace (they die with it, and with the test process, even when that
+// is killed) and it sees no network but its own loopback.
 type Libvirtd struct {
-	t       testing.TB
-	Dir     string
-	RunDir  string
-	Conf    string
-	SockRO  string // read-only socket, what the exporter uses
-	SockRW  string // read-write socket, what the tests use to change things
-	bin     string
-	process *Process
+	t      testing.TB
+	Dir    string
+	RunDir string
+	Conf   string
+	SockRO string // read-only socket, what the exporter uses
+	SockRW string // read-write socket, what the tests use to change things
+	bin    string
+	binds  [][2]string
+	ns     *Process // the namespace init, PID 1 of the daemon's namespaces
+	alive  *os.File // write end of the pipe whose EOF ends the namespace
 }
 
 // StartLibvirtd starts a private libvirtd or skips/fails the test.
@@ -30,9 +42,14 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 	bin := LookPath(t, "libvirtd", "libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients")
 	LookPath(t, "virsh", "libvirt-clients")
 	if os.Geteuid() != 0 {
-		Missing(t, "root", "a private libvirtd with the QEMU driver needs root (see REQUIREMENTS §6)")
+		Missing(t, "root", "a private libvirtd needs root for its namespaces (see REQUIREMENTS §6)")
 	}
-	dir, err := os.MkdirTemp("", "vmhost-libvirtd-")
+	for _, d := range HostLibvirtDirs {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			Missing(t, "the mount point "+d, "run `make test-deps` as root (it creates the empty directories libvirt's packages own)")
+		}
+	}
+	dir, err := os.MkdirTemp(ProcessTempDir(t), "libvirtd-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +58,25 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lockHostWideLibvirtd(t)
 	l := &Libvirtd{t: t, Dir: dir, RunDir: filepath.Join(dir, "run"), Conf: filepath.Join(dir, "libvirtd.conf"), bin: bin}
 	l.SockRO = filepath.Join(l.RunDir, "libvirt-sock-ro")
 	l.SockRW = filepath.Join(l.RunDir, "libvirt-sock")
+	for _, host := range HostLibvirtDirs {
+		private := filepath.Join(dir, "state", strings.ReplaceAll(strings.TrimPrefix(host, "/"), "/", "-"))
+		if host == "/var/cache/libvirt" {
+			private = sharedCapabilitiesCache(t)
+		}
+		if err := os.MkdirAll(private, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l.binds = append(l.binds, [2]string{private, host})
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "state", "var-lib-libvirt", "qemu"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := privateLibvirtConfig(filepath.Join(dir, "state", "etc-libvirt")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(l.RunDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -63,58 +95,215 @@ log_outputs = "3:stderr"
 	return l
 }
 
-// Start (re)starts the daemon and waits for its read-only socket.
+// privateLibvirtConfig fills dir, the daemon's /etc/libvirt, with the
+// host's top-level config files (never its domain or network definitions:
+// a test daemon must not start copies of the host's guests or networks)
+// and the QEMU driver settings a test host needs: logs to plain files (no
+// virtlogd), no cgroups and no security driver (both would write outside
+// the namespace: /sys/fs/cgroup, /etc/apparmor.d).
+func privateLibvirtConfig(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir("/etc/libvirt")
+	if err != nil {
+		return fmt.Errorf("reading /etc/libvirt: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".conf") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/etc/libvirt", e.Name()))
+		if err != nil {
+			return fmt.Errorf("copying host libvirt config: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			return err
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "qemu.conf"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString("\n# vmhost_exporter tests\nstdio_handler = \"file\"\ncgroup_controllers = [ ]\nsecurity_driver = \"none\"\n")
+	return err
+}
+
+// sharedCapabilitiesCache is the /var/cache/libvirt of every daemon this
+// test process starts. The QEMU driver probes each emulator's capabilities
+// once and caches them there, so the cost is paid once per test binary
+// instead of once per daemon.
+func sharedCapabilitiesCache(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(ProcessTempDir(t), "libvirt-cache")
+}
+
+// Start starts the daemon (first call) or restarts it after Kill, in the
+// same namespaces, so guests started before a Kill keep running as they
+// do when a real libvirtd crashes; it waits until the sockets answer.
 func (l *Libvirtd) Start() {
 	l.t.Helper()
 	_ = os.Remove(l.SockRO)
 	_ = os.Remove(l.SockRW)
-	l.process = Start(l.t, l.bin, "-f", l.Conf, "-p", filepath.Join(l.Dir, "libvirtd.pid"))
-	deadline := time.Now().Add(20 * time.Second)
+	if l.ns == nil {
+		l.startNamespace()
+	} else {
+		l.ns.Signal(syscall.SIGUSR1)
+	}
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if _, err := os.Stat(l.SockRO); err == nil {
+		if _, err := os.Stat(l.SockRW); err == nil {
 			if out, err := exec.Command("virsh", "-c", "test+unix:///default?socket="+l.SockRO, "version").CombinedOutput(); err == nil {
 				return
 			} else if time.Now().After(deadline) {
-				l.t.Fatalf("libvirtd socket does not answer: %v\n%s\n%s", err, out, l.process.Output())
+				l.t.Fatalf("libvirtd socket does not answer: %v\n%s\n%s", err, out, l.ns.Output())
 			}
 		}
+		select {
+		case <-l.ns.Exited():
+			l.t.Fatalf("libvirtd's namespace ended before its socket answered:\n%s", l.ns.Output())
+		default:
+		}
 		if time.Now().After(deadline) {
-			l.t.Fatalf("libvirtd did not create %s within 20s:\n%s", l.SockRO, l.process.Output())
+			l.t.Fatalf("libvirtd did not create %s within 60s:\n%s", l.SockRW, l.ns.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// Kill ends the daemon with SIGKILL, as a crash would.
+func (l *Libvirtd) startNamespace() {
+	l.t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	plan, err := json.Marshal(nsPlan{Binds: l.binds, Argv: []string{l.bin, "-f", l.Conf, "-p", filepath.Join(l.Dir, "libvirtd.pid")}})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), nsInitEnv+"="+string(plan))
+	cmd.ExtraFiles = []*os.File{r}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
+	}
+	l.ns = StartCommand(l.t, cmd)
+	r.Close()
+	l.alive = w
+	trackNamespace(l.ns)
+}
+
+// daemonPID is the host PID of the libvirtd running in the namespace, or 0.
+func (l *Libvirtd) daemonPID() int {
+	if l.ns == nil {
+		return 0
+	}
+	for _, pid := range childrenOf(l.ns.Cmd.Process.Pid) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "libvirtd" {
+			return pid
+		}
+	}
+	return 0
+}
+
+// childrenOf lists the PIDs whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// The fields after the parenthesised command name: state, ppid.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// Kill ends the daemon with SIGKILL, as a crash would; its guests go on.
 func (l *Libvirtd) Kill() {
-	if l.process == nil {
+	pid := l.daemonPID()
+	if pid == 0 {
 		return
 	}
-	l.process.Signal(syscall.SIGCONT)
-	l.process.Signal(os.Kill)
-	l.process = nil
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	// Gone once the namespace init has reaped it.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.daemonPID() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Freeze stops the daemon with SIGSTOP: its sockets stay open but nothing
 // answers, the hardest case for a client.
-func (l *Libvirtd) Freeze() { _ = l.process.Cmd.Process.Signal(syscall.SIGSTOP) }
+func (l *Libvirtd) Freeze() { _ = syscall.Kill(l.daemonPID(), syscall.SIGSTOP) }
 
 // Thaw resumes a frozen daemon.
-func (l *Libvirtd) Thaw() { _ = l.process.Cmd.Process.Signal(syscall.SIGCONT) }
+func (l *Libvirtd) Thaw() { _ = syscall.Kill(l.daemonPID(), syscall.SIGCONT) }
 
-// Stop ends the daemon gracefully.
+// Stop ends the daemon gracefully, then every guest with its namespace.
 func (l *Libvirtd) Stop() {
-	if l.process == nil {
+	if l.ns == nil {
 		return
 	}
-	l.process.Signal(syscall.SIGCONT)
-	l.process.Signal(syscall.SIGTERM)
-	select {
-	case <-l.process.Exited():
-	case <-time.After(10 * time.Second):
-		l.process.Signal(os.Kill)
+	if pid := l.daemonPID(); pid != 0 {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
-	l.process = nil
+	l.ns.Signal(syscall.SIGTERM)
+	select {
+	case <-l.ns.Exited():
+	case <-time.After(15 * time.Second):
+		l.ns.Signal(os.Kill)
+	}
+	l.alive.Close()
+	l.ns = nil
+}
+
+// GuestPID is the host PID of a running guest's QEMU process: libvirt's
+// pid file holds the PID in the daemon's namespace.
+func (l *Libvirtd) GuestPID(t testing.TB, name string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(l.Dir, "state", "run-libvirt", "qemu", name+".pid"))
+	if err != nil {
+		t.Fatalf("guest %s has no pid file: %v", name, err)
+	}
+	nsPID := strings.TrimSpace(string(data))
+	var found []int
+	var walk func(pid int)
+	walk = func(pid int) {
+		for _, c := range childrenOf(pid) {
+			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", c))
+			for _, line := range strings.Split(string(status), "\n") {
+				if f := strings.Fields(strings.TrimPrefix(line, "NSpid:")); strings.HasPrefix(line, "NSpid:") && len(f) > 0 && f[len(f)-1] == nsPID {
+					found = append(found, c)
+				}
+			}
+			walk(c)
+		}
+	}
+	walk(l.ns.Cmd.Process.Pid)
+	if len(found) != 1 {
+		t.Fatalf("guest %s: %d processes with namespace PID %s", name, len(found), nsPID)
+	}
+	return found[0]
 }
 
 // TestURI is the URI to open over the daemon's socket for a test-driver
@@ -138,35 +327,6 @@ func (l *Libvirtd) MustVirsh(uri string, args ...string) string {
 		l.t.Fatalf("virsh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
-}
-
-// lockHostWideLibvirtd serialises private libvirtds across test binaries
-// (go test runs packages in parallel): the QEMU driver keeps its state in
-// the fixed /run/libvirt/qemu, which only one daemon at a time may own.
-func lockHostWideLibvirtd(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "vmhost-exporter-libvirtd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	})
-}
-
-// StartLibvirtdLockOnly takes the host-wide libvirtd lock for a test that
-// starts a libvirtd of its own (the demo script), after checking that it
-// may: root is needed.
-func StartLibvirtdLockOnly(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Missing(t, "root", "libvirtd with the QEMU driver needs root")
-	}
-	lockHostWideLibvirtd(t)
 }
 
 // QEMUDomainXML is a small TCG guest (REQUIREMENTS §6) with a raw disk, a
@@ -193,7 +353,7 @@ const QEMUDomainXML = `<domain type='qemu'>
 `
 
 // DefineQEMU defines a QEMU/TCG domain with a sparse 16 MiB disk in the
-// daemon's directory, and destroys and undefines it when the test ends.
+// daemon's directory; it ends with the daemon's namespace.
 // It returns the disk's path.
 func (l *Libvirtd) DefineQEMU(t testing.TB, name, role string) string {
 	t.Helper()
@@ -210,9 +370,5 @@ func (l *Libvirtd) DefineQEMU(t testing.TB, name, role string) string {
 		t.Fatal(err)
 	}
 	l.MustVirsh("qemu:///system", "define", xmlPath)
-	t.Cleanup(func() {
-		_, _ = l.Virsh("qemu:///system", "destroy", name)
-		_, _ = l.Virsh("qemu:///system", "undefine", name)
-	})
 	return disk
 }

@@ -74,7 +74,7 @@ var (
 func ExporterBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vmhost-exporter-bin-")
+		dir, err := os.MkdirTemp(ProcessTempDir(t), "bin-")
 		if err != nil {
 			buildErr = err
 			return
@@ -154,14 +154,28 @@ func Start(t testing.TB, name string, args ...string) *Process {
 // ends.
 func StartAs(t testing.TB, cred *syscall.Credential, name string, args ...string) *Process {
 	t.Helper()
-	out := &syncBuffer{}
 	cmd := exec.Command(name, args...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	return StartCommand(t, cmd)
+}
+
+// StartCommand starts cmd, keeps its output for the test's log (shown only
+// when the test fails, so a green run stays quiet) and ends it with the
+// test: SIGINT, then SIGKILL after 5 s. The kernel kills it too when the
+// test process dies, even by SIGKILL (parent-death signal), so no test
+// leaves a process behind.
+func StartCommand(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
+	out := &syncBuffer{}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+		t.Fatalf("starting %s: %v", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	p := &Process{Cmd: cmd, output: out, done: done}
@@ -175,7 +189,7 @@ func StartAs(t testing.TB, cred *syscall.Credential, name string, args ...string
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(name), tail(out.String(), 60))
+			t.Logf("output of %s:\n%s", filepath.Base(cmd.Path), tail(out.String(), 60))
 		}
 	})
 	return p
@@ -230,7 +244,7 @@ var Nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
 // 0700 directories), removed at the end of the test.
 func SharedTempDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "vmhost-shared-")
+	dir, err := os.MkdirTemp(ProcessTempDir(t), "shared-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,4 +407,12 @@ func ProcStatusKiB(t testing.TB, pid int, field string) int {
 	}
 	t.Fatalf("/proc/%d/status has no %s", pid, field)
 	return 0
+}
+
+// RequireRoot skips (or under CI fails) a test that needs root.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root", why)
+	}
 }

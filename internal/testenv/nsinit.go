@@ -1,0 +1,135 @@
+package testenv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// nsInitEnv carries the plan of a namespace init (see nsInit) from the test
+// process to its re-executed copy.
+const nsInitEnv = "VMHOST_TESTENV_NSINIT"
+
+// nsPlan is what the namespace init mounts and runs.
+type nsPlan struct {
+	// Binds are [source, target] pairs bind-mounted in the private mount
+	// namespace: the daemon sees source at target, the host never does.
+	Binds [][2]string `json:"binds"`
+	// Argv is the daemon's command line, started at once and again on
+	// SIGUSR1 (a restart after a crash the test caused).
+	Argv []string `json:"argv"`
+}
+
+// Every test binary that imports testenv can act as the init (PID 1) of a
+// private PID, mount and network namespace: the test re-executes itself
+// with nsInitEnv set, and this runs before any test.
+func init() {
+	if plan := os.Getenv(nsInitEnv); plan != "" {
+		os.Exit(nsInit(plan))
+	}
+}
+
+// nsInit is PID 1 of a daemon's namespaces. Being PID 1 is the point: when
+// it exits, for whatever reason, the kernel kills every process left in the
+// namespace, so guests that QEMU daemonised away from libvirtd die with
+// the test. It also reaps those orphans (libvirtd does not, and a zombie
+// QEMU makes `virsh destroy` wait), forwards SIGTERM/SIGINT to the daemon,
+// restarts the daemon on SIGUSR1 and ends everything when fd 3, the read
+// end of a pipe whose write end only the test process holds, reports EOF:
+// the test process is gone, even by SIGKILL.
+func nsInit(planJSON string) int {
+	var plan nsPlan
+	if err := json.Unmarshal([]byte(planJSON), &plan); err != nil || len(plan.Argv) == 0 {
+		fmt.Fprintf(os.Stderr, "nsinit: bad plan %q: %v\n", planJSON, err)
+		return 2
+	}
+	if err := nsMounts(plan.Binds); err != nil {
+		fmt.Fprintf(os.Stderr, "nsinit: %v\n", err)
+		return 2
+	}
+	parentGone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.NewFile(3, "parent-pipe"))
+		close(parentGone)
+	}()
+
+	signals := make(chan os.Signal, 16)
+	signal.Notify(signals, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	env := make([]string, 0, len(os.Environ()))
+	for _, kv := range os.Environ() {
+		if len(kv) < len(nsInitEnv)+1 || kv[:len(nsInitEnv)+1] != nsInitEnv+"=" {
+			env = append(env, kv)
+		}
+	}
+	start := func() int {
+		p, err := os.StartProcess(plan.Argv[0], plan.Argv, &os.ProcAttr{Env: env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "nsinit: starting %s: %v\n", plan.Argv[0], err)
+			return 0
+		}
+		return p.Pid
+	}
+	daemon := start()
+	stopping := false
+	for {
+		select {
+		case <-parentGone:
+			_ = syscall.Kill(-1, syscall.SIGKILL)
+			return 1
+		case sig := <-signals:
+			switch sig {
+			case syscall.SIGUSR1:
+				if daemon == 0 && !stopping {
+					daemon = start()
+				}
+			case syscall.SIGTERM, syscall.SIGINT:
+				stopping = true
+				if daemon == 0 {
+					_ = syscall.Kill(-1, syscall.SIGKILL)
+					return 0
+				}
+				_ = syscall.Kill(daemon, sig.(syscall.Signal))
+			case syscall.SIGCHLD:
+				for {
+					var ws syscall.WaitStatus
+					pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+					if err == syscall.EINTR {
+						continue
+					}
+					if pid <= 0 || err != nil {
+						break
+					}
+					if pid == daemon {
+						daemon = 0
+						if stopping {
+							_ = syscall.Kill(-1, syscall.SIGKILL)
+							return ws.ExitStatus()
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// nsMounts makes the mount namespace private (nothing propagates back to
+// the host), bind-mounts the plan's directories and mounts a /proc of the
+// new PID namespace, so that libvirtd reads its guests' /proc entries by
+// the PIDs it knows them by.
+func nsMounts(binds [][2]string) error {
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making / private: %w", err)
+	}
+	for _, b := range binds {
+		if err := syscall.Mount(b[0], b[1], "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mounting %s on %s: %w", b[0], b[1], err)
+		}
+	}
+	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	return nil
+}
