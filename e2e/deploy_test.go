@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,5 +141,115 @@ wait:
 		if _, err := http.Get("http://" + addr + "/"); err == nil {
 			t.Errorf("%s still answers after Ctrl-C", addr)
 		}
+	}
+}
+
+// unitServiceSettings returns the [Service] settings of a unit file.
+func unitServiceSettings(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	section := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok && section == "[Service]" && !strings.HasPrefix(line, "#") {
+			settings[k] = strings.TrimSpace(settings[k] + " " + v)
+		}
+	}
+	return settings
+}
+
+// TestShippedServiceIdentity runs the exporter with the identity the shipped
+// unit and sysusers file give it: systemd-sysusers creates the user in a
+// private root, the unit names its user, group and supplementary groups,
+// and with exactly those credentials the exporter reads every domain
+// through the read-only socket while the read-write socket is closed to
+// it. Neither file may make it a member of libvirt (or of any other
+// group): that group can manage every VM.
+func TestShippedServiceIdentity(t *testing.T) {
+	sysusers := testenv.LookPath(t, "systemd-sysusers", "systemd")
+	unit := unitServiceSettings(t, "../deploy/systemd/vmhost_exporter.service")
+	if unit["User"] != "vmhost_exporter" || unit["Group"] != "vmhost_exporter" {
+		t.Fatalf("unit runs as User=%q Group=%q, want vmhost_exporter", unit["User"], unit["Group"])
+	}
+	if g := unit["SupplementaryGroups"]; g != "" {
+		t.Errorf("unit gives supplementary groups %q; the read-only socket needs none", g)
+	}
+	if unit["DynamicUser"] != "" {
+		t.Errorf("unit sets DynamicUser=%s next to the sysusers user", unit["DynamicUser"])
+	}
+
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.Open("../deploy/sysusers.d/vmhost_exporter.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conf.Close()
+	cmd := exec.Command(sysusers, "--root="+root, "-")
+	cmd.Stdin = conf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-sysusers: %v\n%s", err, out)
+	}
+	passwd, _ := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+	group, _ := os.ReadFile(filepath.Join(root, "etc", "group"))
+	var uid, gid int
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 7 && f[0] == "vmhost_exporter" {
+			uid, _ = strconv.Atoi(f[2])
+			gid, _ = strconv.Atoi(f[3])
+			if f[6] != "/usr/sbin/nologin" {
+				t.Errorf("login shell %q", f[6])
+			}
+		}
+	}
+	if uid == 0 || gid == 0 {
+		t.Fatalf("sysusers created no unprivileged vmhost_exporter user:\n%s", passwd)
+	}
+	for _, line := range strings.Split(string(group), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 4 && slices.Contains(strings.Split(f[3], ","), "vmhost_exporter") {
+			t.Errorf("sysusers makes vmhost_exporter a member of group %s", f[0])
+		}
+	}
+
+	l := testenv.StartLibvirtd(t)
+	// Debian's socket policy: read-only open to all, read-write only to
+	// root and the libvirt group, of which the exporter is no member.
+	if err := os.Chmod(l.SockRW, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(testenv.SharedTempDir(t), "node.xml")
+	data, err := os.ReadFile("../collector/libvirt/testdata/node.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(node, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	e := testenv.StartExporterAs(t, cred, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node))
+	mf := testenv.Scrape(t, e.URL+"/metrics")
+	if v, _ := testenv.Value(mf, "libvirt_up", nil); v != 1 {
+		t.Errorf("libvirt_up as the service user = %v, want 1\n%s", v, e.Output())
+	}
+	if v, _ := testenv.Value(mf, "libvirt_domains", nil); v != 6 {
+		t.Errorf("libvirt_domains as the service user = %v, want 6", v)
+	}
+	// The same identity cannot reach the read-write socket.
+	probe := exec.Command("virsh", "-c", "test+unix://"+node+"?socket="+l.SockRW, "list")
+	probe.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := probe.CombinedOutput(); err == nil {
+		t.Errorf("the service user opened the read-write socket:\n%s", out)
 	}
 }
