@@ -124,6 +124,19 @@ func TestBackupConfigReload(t *testing.T) {
 		t.Errorf("max_age of the new job = %v", v)
 	}
 
+	// An empty file (a half-written save, a truncated copy) is refused like
+	// a broken one: the jobs stay, the gauge says the reload failed.
+	writeFile(t, cfg, "", time.Time{})
+	if err := e.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	mf = waitFor(t, url, "empty config refused", equals("vmhost_backup_config_last_reload_successful", nil, 0))
+	for _, job := range []string{"dumps", "more"} {
+		if _, ok := testenv.Value(mf, "vmhost_backup_job_info", map[string]string{"backup_job": job}); !ok {
+			t.Errorf("job %s disappeared after an empty config was refused", job)
+		}
+	}
+
 	// Only POST reloads; PUT used to, as Prometheus 2 allowed, and no
 	// longer does.
 	for _, method := range []string{http.MethodGet, http.MethodPut} {

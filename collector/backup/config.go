@@ -97,13 +97,24 @@ func LoadConfig(path string) (*Config, error) {
 	return cfg, nil
 }
 
+// parseConfig insists on the jobs key: an empty file, or one cut short
+// before it, is what a half-written or truncated file looks like (an editor
+// saving, a config management run interrupted), and reading it as "no
+// jobs" would silently stop all backup monitoring. `jobs: []` says "no
+// jobs" on purpose.
 func parseConfig(data []byte) (*Config, error) {
-	cfg := &Config{}
+	var raw struct {
+		Jobs *[]Job `yaml:"jobs"`
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	if raw.Jobs == nil {
+		return nil, errors.New("field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups")
+	}
+	cfg := &Config{Jobs: *raw.Jobs}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,10 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		"bad-missing-path.yml":    {"jobs[0] (pve)", "field path"},
 		"bad-duration.yml":        {"line 5", "a week"},
 		"bad-top-level.yml":       {"line 1", "job"},
+		"bad-empty.yml":           {"field jobs is missing", "jobs: []"},
+		"bad-comments-only.yml":   {"field jobs is missing", "jobs: []"},
+		"bad-jobs-null.yml":       {"field jobs is missing", "jobs: []"},
+		"bad-truncated.yml":       {"jobs[1] (rsync-offsite)", "max_age"},
 	}
 	files, err := filepath.Glob("testdata/*bad*.yml")
 	if err != nil || len(files) == 0 {

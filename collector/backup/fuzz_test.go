@@ -85,15 +85,25 @@ func FuzzStepLog(f *testing.F) {
 		}
 		j := Job{Type: TypeDatedDir}
 		j.setDefaults()
-		r, err := readStepLog(p, j, time.UTC)
+		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Success && r.Lines == 0 {
-			t.Fatal("success without a log line")
+		defer f.Close()
+		log, err := readStepRuns(f, p, j, time.UTC)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if r.End.Before(r.Start) && !strings.Contains(string(data), "\n") {
-			return
+		if len(log.Runs) > log.Lines {
+			t.Fatalf("%d runs from %d step lines", len(log.Runs), log.Lines)
+		}
+		for i, r := range log.Runs {
+			if i < len(log.Runs)-1 && !r.Finished {
+				t.Fatalf("run %d of %d is unfinished though a newer run started", i, len(log.Runs))
+			}
+			if r.Success && !r.Finished {
+				t.Fatal("a successful run is not finished")
+			}
 		}
 	})
 }

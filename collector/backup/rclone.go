@@ -87,7 +87,8 @@ type rcloneRun struct {
 // appends to, with the wrapper's end line after every run (end_pattern,
 // default "Backup completed at <date>", which the operator's script writes
 // whatever happened). A run failed when it has an ERROR (or worse) line, a
-// fatal "Failed to ..." line or a non-zero "Errors:" in its stats.
+// fatal "Failed to ..." line or a non-zero "Errors:" in its stats, or when
+// rclone wrote nothing at all before the end line.
 func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	f, info, err := openLog(j.LogFile)
 	if err != nil {
@@ -105,7 +106,11 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			cur.Start = end
 		}
 		cur.Finished = true
-		cur.Success = cur.Errors == 0 && cur.statsErrors == 0
+		// No rclone line before the wrapper's end line: rclone did not run
+		// (not installed, a bad flag) or logged elsewhere (a typo in
+		// --log-file). The wrapper appends its line whatever happened, so
+		// that line alone is no success.
+		cur.Success = cur.seen && cur.Errors == 0 && cur.statsErrors == 0
 		d.addSet(cur.run)
 		cur = rcloneRun{}
 	}
@@ -182,7 +187,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		// No end line yet: running while rclone still writes (its stats
 		// come every minute), killed otherwise.
 		last := cur.run
-		d.markUnfinished(&last, info.ModTime(), now, time.Duration(j.RunningTimeout))
+		settleLastRun(&last, info.ModTime(), now, time.Duration(j.RunningTimeout))
 		if last.Finished {
 			last.Success = false
 		}

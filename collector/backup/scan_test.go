@@ -173,28 +173,8 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 
 	// The third run hangs in step 2 (a virsh that never answers) and is
 	// killed there, like a backup interrupted by a reboot.
-	hang := filepath.Join(t.TempDir(), "virsh-hangs")
-	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(script)
-	cmd.Env = append(os.Environ(), append(env, "DATE=2025-05-28", "VIRSH="+hang)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	third := filepath.Join(base, "2025-05-28", "backup.log")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if b, _ := os.ReadFile(third); strings.Contains(string(b), "[2/5]") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("third backup never reached step 2")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd := startHanging(t, append(env, "DATE=2025-05-28"), script, third, "[2/5]")
 
 	job := Job{Name: "kvm-host", Type: TypeDatedDir, Path: base}
 	good := filepath.Join(base, "2025-05-27")
@@ -240,8 +220,7 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 
 	// Killed, and nothing has changed for longer than running_timeout:
 	// the newest run failed, the last success stays where it was.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	_ = cmd.Wait()
+	killGroup(cmd)
 	mf = scan(t, time.Now().Add(2*time.Hour), job)
 	for _, c := range []struct {
 		name string
@@ -292,6 +271,36 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 	if got := duBytes(t, true, filepath.Join(dst, "images", "vm-a.img")); got != 64<<20 {
 		t.Errorf("restored image has %v bytes", got)
 	}
+}
+
+// startHanging runs an operator script whose virsh never answers (so it
+// hangs in the step that calls virsh) and returns once logPath shows the
+// step marker (once more than before: the log may be appended to). The
+// caller kills it with killGroup, as a reboot would.
+func startHanging(t *testing.T, env []string, script, logPath, marker string) *exec.Cmd {
+	t.Helper()
+	hang := filepath.Join(t.TempDir(), "virsh-hangs")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(logPath)
+	cmd := exec.Command(script)
+	cmd.Env = append(os.Environ(), append(env, "VIRSH="+hang)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killGroup(cmd) })
+	testenv.Eventually(t, 30*time.Second, filepath.Base(script)+" reaches "+marker, func() (bool, string) {
+		b, _ := os.ReadFile(logPath)
+		return strings.Count(string(b), marker) > strings.Count(string(before), marker), string(b)
+	})
+	return cmd
+}
+
+func killGroup(cmd *exec.Cmd) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Wait()
 }
 
 func lastLineTime(t *testing.T, path string) float64 {
@@ -402,6 +411,44 @@ func TestRcloneLogFromRealRclone(t *testing.T) {
 	}
 	if got := val(t, mf, "vmhost_backup_last_run_timestamp_seconds", j); got <= firstEnd {
 		t.Errorf("last run %v is not after the first run %v", got, firstEnd)
+	}
+
+	// Third run on a host where rclone is missing (a PATH with bash's
+	// helpers but no rclone): the wrapper prints "rclone: command not
+	// found" to its own stderr and appends its end line anyway. A run with
+	// no rclone output is a failed run, not a success.
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	date, err := exec.LookPath("date")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(date, filepath.Join(bin, "date")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // a later second for the third run
+	cmd = exec.Command(script)
+	cmd.Env = append(env, "DATE=2025-05-29", "PATH="+bin)
+	out, _ = cmd.CombinedOutput()
+	if !strings.Contains(string(out), "rclone: command not found") {
+		t.Fatalf("the run without rclone did not fail as planned: %s", out)
+	}
+	mf = scan(t, time.Now(), job)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"vmhost_backup_scan_success", 1},
+		{"vmhost_backup_sets", 3},
+		{"vmhost_backup_last_run_success", 0},
+		{"vmhost_backup_running", 0},
+		{"vmhost_backup_last_success_timestamp_seconds", firstEnd},
+	} {
+		if got := val(t, mf, c.name, j); got != c.want {
+			t.Errorf("no rclone: %s = %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 

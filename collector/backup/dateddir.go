@@ -1,0 +1,211 @@
+package backup
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// afterListing lets tests change the tree between listing and reading a
+// set, as a concurrent retention job would.
+var afterListing func(setPath string)
+
+type datedSet struct {
+	name string
+	path string
+	date time.Time
+}
+
+// setRuns is a dated set with the runs its log holds, oldest first.
+type setRuns struct {
+	set  datedSet
+	runs []run
+}
+
+// lastSuccess is the index of the set's newest successful run, or -1.
+func (s setRuns) lastSuccess() int {
+	for k := len(s.runs) - 1; k >= 0; k-- {
+		if s.runs[k].Success {
+			return k
+		}
+	}
+	return -1
+}
+
+// scanDatedDir reads the kvm_backup.sh layout: <path>/<YYYY-MM-DD>/ with
+// backup.log, vm_xml/<vm>.xml and images/. Only the newest successful set is
+// walked for its size, and the newest set when it has not finished (to see
+// whether it is still being written); older sets cost one log read each.
+func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	entries, err := os.ReadDir(j.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", j.Path, err)
+	}
+	var sets []datedSet
+	for _, e := range entries {
+		m := j.SetPattern.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		ds := datedSet{name: e.Name(), path: filepath.Join(j.Path, e.Name())}
+		dateText := m[0]
+		if len(m) > 1 {
+			dateText = m[1]
+		}
+		if t, err := time.ParseInLocation("2006-01-02", dateText, loc); err == nil {
+			ds.date = t
+		} else if info, err := e.Info(); err == nil {
+			ds.date = info.ModTime()
+		}
+		sets = append(sets, ds)
+	}
+	sort.Slice(sets, func(a, b int) bool {
+		if !sets[a].date.Equal(sets[b].date) {
+			return sets[a].date.Before(sets[b].date)
+		}
+		return sets[a].name < sets[b].name
+	})
+
+	d := &jobData{VMs: map[string]vmBackup{}}
+	// First the logs (cheap), then one parallel walk over every set: it
+	// gives each set's size, the newest change in the newest set (is its
+	// last run still writing?) and the total the sets take on disk.
+	var cands []setRuns
+	for i, s := range sets {
+		if afterListing != nil {
+			afterListing(s.path)
+		}
+		newest := i == len(sets)-1
+		logPath := filepath.Join(s.path, j.LogName)
+		f, err := os.Open(logPath)
+		var log stepLog
+		if err == nil {
+			log, err = readStepRuns(f, logPath, j, loc)
+			f.Close()
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// A set without its log: killed before the first line, or
+			// vanished during the scan (then it is simply not there).
+			if _, statErr := os.Stat(s.path); errors.Is(statErr, fs.ErrNotExist) {
+				continue
+			}
+		case err != nil:
+			return nil, fmt.Errorf("set %s: %w", s.name, err)
+		case newest && log.Lines == 0 && log.Other > 0:
+			return nil, fmt.Errorf("set %s: %s has no line of the form \"YYYY-MM-DD HH:MM:SS - message\"", s.name, j.LogName)
+		}
+		if len(log.Runs) == 0 {
+			log.Runs = []run{{Start: s.date, End: s.date}}
+		}
+		cands = append(cands, setRuns{set: s, runs: log.Runs})
+	}
+	paths := make([]string, len(cands))
+	detail := -1 // the newest set with a successful run: its own size is exported
+	for i, c := range cands {
+		paths[i] = c.set.path
+		if c.lastSuccess() >= 0 {
+			detail = i
+		}
+	}
+	sizes, total, err := measureSets(paths, detail)
+	if err != nil {
+		return nil, err
+	}
+	d.Total = &total
+
+	var successes []setRuns
+	for i, c := range cands {
+		if sizes[i].Missing {
+			continue // vanished during the scan
+		}
+		last := &c.runs[len(c.runs)-1]
+		if c.set.path == sets[len(sets)-1].path {
+			// The newest set's last run may still be writing.
+			settleLastRun(last, sizes[i].Newest, now, time.Duration(j.RunningTimeout))
+		} else {
+			last.Finished = true // a newer set exists: this run is over
+		}
+		if k := c.lastSuccess(); k >= 0 && i == detail {
+			r := &c.runs[k]
+			r.HasSize = true
+			r.SizeBytes, r.DiskBytes, r.Files = sizes[i].Apparent, sizes[i].Allocated, sizes[i].Files
+		}
+		d.countSet(c.runs[0].Start)
+		for _, r := range c.runs {
+			d.add(r)
+		}
+		if c.lastSuccess() >= 0 {
+			successes = append(successes, c)
+		}
+	}
+	d.finish()
+
+	// Per-VM coverage: the newest successful set holding vm_xml/<vm>.xml.
+	for k := len(successes) - 1; k >= 0; k-- {
+		s := successes[k]
+		xmlDir := filepath.Join(s.set.path, "vm_xml")
+		xmls, err := os.ReadDir(xmlDir)
+		if err != nil {
+			continue
+		}
+		for _, x := range xmls {
+			vm, ok := strings.CutSuffix(x.Name(), ".xml")
+			if !ok || vm == "" {
+				continue
+			}
+			if _, done := d.VMs[vm]; done {
+				continue
+			}
+			vb := vmBackup{Time: s.runs[s.lastSuccess()].End}
+			vb.SizeBytes, vb.HasSize = vmImageSize(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, "images"))
+			d.VMs[vm] = vb
+		}
+	}
+	return d, nil
+}
+
+// maxDomainXML bounds how much of a vm_xml file is read.
+const maxDomainXML = 4 << 20
+
+// vmImageSize adds up the apparent size of the VM's disk images found in the
+// set's images/ directory, matched by the file names of the disk sources in
+// the VM's XML (kvm_backup.sh copies /var/lib/libvirt/images/ as it is).
+func vmImageSize(xmlPath, imagesDir string) (int64, bool) {
+	f, err := os.Open(xmlPath)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var dom struct {
+		Disks []struct {
+			Source struct {
+				File string `xml:"file,attr"`
+			} `xml:"source"`
+		} `xml:"devices>disk"`
+	}
+	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
+		return 0, false
+	}
+	var total int64
+	found := false
+	for _, disk := range dom.Disks {
+		if disk.Source.File == "" {
+			continue
+		}
+		size, _, _, err := fileSize(filepath.Join(imagesDir, filepath.Base(disk.Source.File)))
+		if err != nil {
+			continue
+		}
+		total += size
+		found = true
+	}
+	return total, found
+}

@@ -1,0 +1,31 @@
+package backup
+
+import (
+	"time"
+)
+
+// scanRestoreLog reads an appended restore log: a run starts at a line
+// matching start_pattern and succeeded when a success_pattern line follows.
+// The newest run decides the run state; the last success is the end of the
+// newest run that completed, never a later failed run's end.
+func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+	f, info, err := openLog(j.LogFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	log, err := readStepRuns(f, j.LogFile, j, loc)
+	if err != nil {
+		return nil, err
+	}
+	if log.Lines == 0 {
+		return nil, unreadableLog(j.LogFile, log.Other, `line of the form "YYYY-MM-DD HH:MM:SS - message"`)
+	}
+	d := &jobData{VMs: map[string]vmBackup{}}
+	settleLastRun(&log.Runs[len(log.Runs)-1], info.ModTime(), now, time.Duration(j.RunningTimeout))
+	for _, r := range log.Runs {
+		d.addSet(r)
+	}
+	d.finish()
+	return d, nil
+}
