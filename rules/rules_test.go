@@ -37,6 +37,13 @@ var contractAlerts = []string{
 	"VMNotBackedUp", "BackupRestoreTestStale",
 }
 
+// addedAlerts are alerts beyond the contract, each asked for by an issue.
+// The test used to require exactly the contract's list; it now requires
+// the contract's list plus these, so an alert cannot slip in unnoticed.
+var addedAlerts = []string{
+	"BackupScanStuck", // issue 14: a job whose scan hangs (dead mount) is blind
+}
+
 func ruleFiles(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob("*.yml")
@@ -134,12 +141,12 @@ func TestConventions(t *testing.T) {
 		}
 	}
 	for a := range seen {
-		if !slices.Contains(contractAlerts, a) {
+		if !slices.Contains(contractAlerts, a) && !slices.Contains(addedAlerts, a) {
 			extra = append(extra, a)
 		}
 	}
 	if len(missing) > 0 || len(extra) > 0 {
-		t.Errorf("alerts differ from REQUIREMENTS §4: missing %v, not in the contract %v", missing, extra)
+		t.Errorf("alerts differ from REQUIREMENTS §4: missing %v, neither in the contract nor in addedAlerts %v", missing, extra)
 	}
 }
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl)
+  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -90,6 +90,8 @@ func run(args []string) int {
 			"Time between background scans of the backup jobs (scrapes never scan).", "5m")
 		backupScanConcurrency = app.Flag("backup.scan-concurrency",
 			"Backup jobs scanned at the same time.").Default("2").Int()
+		backupScanTimeout = durationFlag(app, "backup.scan-timeout",
+			"Longest one job's scan may take before it is reported as failed (scan_success 0) and stops holding up the other jobs; a hung file system is the usual cause.", "10m")
 
 		memoryLimit = app.Flag("runtime.memory-limit",
 			"Soft memory limit of the Go runtime in bytes (units like 40MiB allowed): above it the garbage collector works harder. 0 disables it; the GOMEMLIMIT environment variable, when set, wins.").Default("40MiB").Bytes()
@@ -202,6 +204,7 @@ func run(args []string) int {
 		bc := backup.New(cfg, backup.Options{
 			ScanInterval:    *backupScanInterval,
 			ScanConcurrency: *backupScanConcurrency,
+			ScanTimeout:     *backupScanTimeout,
 			Load:            load,
 		}, logger.With("collector", "backup"))
 		ctx, cancel := context.WithCancel(context.Background())

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,8 +19,13 @@ const namespace = "vmhost_backup"
 type Options struct {
 	ScanInterval    time.Duration // between background scans
 	ScanConcurrency int           // jobs scanned at once
-	Location        *time.Location
-	Now             func() time.Time // for tests; time.Now otherwise
+	// ScanTimeout bounds one job's scan. A scan stuck longer (a hung NFS
+	// mount, a disk that stopped answering) is reported as failed and
+	// stops holding up the other jobs; it is not started again while it
+	// hangs.
+	ScanTimeout time.Duration
+	Location    *time.Location
+	Now         func() time.Time // for tests; time.Now otherwise
 	// Load reads a config file for Reload; LoadConfig when nil. The
 	// exporter passes one that accepts a missing default file as "no jobs".
 	Load func(path string) (*Config, error)
@@ -45,7 +52,8 @@ type Collector struct {
 	results      map[string]*jobResult
 	reloadOK     bool
 	reloadTime   time.Time
-	scanMu       sync.Mutex // one scan of all jobs at a time
+	scanMu       sync.Mutex           // one scan of all jobs at a time
+	inFlight     map[string]time.Time // jobs whose scan has not returned, since when
 	trigger      chan struct{}
 	lastScanDone time.Time
 
@@ -59,6 +67,9 @@ func New(cfg *Config, opts Options, logger *slog.Logger) *Collector {
 	}
 	if opts.ScanConcurrency <= 0 {
 		opts.ScanConcurrency = 2
+	}
+	if opts.ScanTimeout <= 0 {
+		opts.ScanTimeout = 10 * time.Minute
 	}
 	if opts.Location == nil {
 		opts.Location = time.Local
@@ -79,6 +90,7 @@ func New(cfg *Config, opts Options, logger *slog.Logger) *Collector {
 		results:    map[string]*jobResult{},
 		reloadOK:   true,
 		reloadTime: opts.Now(),
+		inFlight:   map[string]time.Time{},
 		trigger:    make(chan struct{}, 1),
 		d:          newDescriptors(),
 	}
@@ -153,7 +165,7 @@ func (c *Collector) ScanOnce(ctx context.Context) {
 		wg.Add(1)
 		go func(j Job) {
 			defer func() { <-sem; wg.Done() }()
-			c.store(c.scanJob(j))
+			c.scanWithDeadline(j)
 		}(j)
 	}
 	wg.Wait()
@@ -161,6 +173,62 @@ func (c *Collector) ScanOnce(ctx context.Context) {
 	c.lastScanDone = c.opts.Now()
 	c.mu.Unlock()
 }
+
+// scanWithDeadline scans one job, waiting at most ScanTimeout. A scan that
+// takes longer goes on in the background (a goroutine blocked in a system
+// call cannot be stopped); the job is reported as failing now, its last
+// good values stay, and its result is stored if it ever returns. While it
+// hangs, no second scan of the job is started.
+func (c *Collector) scanWithDeadline(j Job) {
+	c.mu.Lock()
+	if since, stuck := c.inFlight[j.Name]; stuck {
+		c.mu.Unlock()
+		c.markStuck(j, since)
+		return
+	}
+	started := time.Now()
+	c.inFlight[j.Name] = started
+	c.mu.Unlock()
+	done := make(chan *jobResult, 1)
+	go func() {
+		res := c.scanJob(j)
+		c.mu.Lock()
+		delete(c.inFlight, j.Name)
+		c.mu.Unlock()
+		done <- res
+	}()
+	timer := time.NewTimer(c.opts.ScanTimeout)
+	defer timer.Stop()
+	select {
+	case res := <-done:
+		c.store(res)
+	case <-timer.C:
+		c.markStuck(j, started)
+		go func() { c.store(<-done) }()
+	}
+}
+
+// markStuck reports a job whose scan has not returned since since. The
+// scan timestamp stays at the last scan that ended, so its age tells how
+// long the job has been blind (the BackupScanStuck alert).
+func (c *Collector) markStuck(j Job, since time.Time) {
+	msg := fmt.Sprintf("scan has not finished after %s (timeout %s): a hung file system or mount?", time.Since(since).Round(time.Second), c.opts.ScanTimeout)
+	c.logger.Warn("Backup scan failed", "backup_job", j.Name, "type", j.Type, "err", msg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.cfg.has(j.Name) {
+		return
+	}
+	res := &jobResult{Job: j, ScanErr: msg}
+	if prev := c.results[j.Name]; prev != nil {
+		res.Data, res.ScanTime, res.ScanDuration = prev.Data, prev.ScanTime, prev.ScanDuration
+	}
+	c.results[j.Name] = res
+}
+
+// testHookBeforeScan lets a test hold a job's scan, as a system call on a
+// dead NFS mount would: no such mount can be made in the test environment.
+var testHookBeforeScan func(Job)
 
 // scanJob never panics on input: a bug triggered by a strange file costs
 // one job's scan, not the exporter.
@@ -178,6 +246,9 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 			c.logger.Warn("Backup scan failed", "backup_job", j.Name, "type", j.Type, "err", res.ScanErr)
 		}
 	}()
+	if testHookBeforeScan != nil {
+		testHookBeforeScan(j)
+	}
 	now := c.opts.Now()
 	data, err := scanFuncs[j.Type](j, now, c.opts.Location)
 	if err == nil {
@@ -249,6 +320,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(c.d.reloadOK, boolFloat(c.reloadOK))
 	g(c.d.reloadTime, float64(c.reloadTime.UnixNano())/1e9)
+	g(c.d.scanInterval, c.opts.ScanInterval.Seconds())
 	jobs := append([]Job(nil), c.cfg.Jobs...)
 	sort.Slice(jobs, func(a, b int) bool { return jobs[a].Name < jobs[b].Name })
 	for _, j := range jobs {
@@ -260,8 +332,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue // not scanned yet
 		}
 		g(c.d.scanSuccess, boolFloat(res.ScanOK), name)
-		g(c.d.scanDuration, res.ScanDuration.Seconds(), name)
-		g(c.d.scanTime, ts(res.ScanTime), name)
+		if !res.ScanTime.IsZero() { // zero: stuck in its first scan
+			g(c.d.scanDuration, res.ScanDuration.Seconds(), name)
+			g(c.d.scanTime, ts(res.ScanTime), name)
+		}
 		if res.Data != nil {
 			c.d.emitData(ch, name, res.Data)
 		}
@@ -278,7 +352,7 @@ func boolFloat(b bool) float64 {
 }
 
 type descriptors struct {
-	reloadOK, reloadTime                                           *prometheus.Desc
+	reloadOK, reloadTime, scanInterval                             *prometheus.Desc
 	jobInfo, maxAge                                                *prometheus.Desc
 	lastSuccess, lastRun, lastRunSuccess, running, lastRunDuration *prometheus.Desc
 	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
@@ -296,6 +370,7 @@ func newDescriptors() descriptors {
 	return descriptors{
 		reloadOK:         d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
 		reloadTime:       d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
+		scanInterval:     d("scan_interval_seconds", "Time between background scans (--backup.scan-interval): a job whose last scan ended several intervals ago is stuck."),
 		jobInfo:          d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
 		maxAge:           d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
 		lastSuccess:      d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
@@ -324,7 +399,7 @@ func newDescriptors() descriptors {
 
 func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
-		d.reloadOK, d.reloadTime, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
+		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize,
 		d.totalSize, d.totalDisk, d.totalFiles,
@@ -375,9 +450,33 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 	sort.Strings(vms)
 	for _, vm := range vms {
 		v := data.VMs[vm]
-		g(d.vmLastSuccess, ts(v.Time), job, vm)
+		label := labelSafe(vm)
+		g(d.vmLastSuccess, ts(v.Time), job, label)
 		if v.HasSize {
-			g(d.vmSize, float64(v.SizeBytes), job, vm)
+			g(d.vmSize, float64(v.SizeBytes), job, label)
 		}
 	}
+}
+
+// labelSafe turns a name read from disk (a file name is any bytes but '/'
+// and NUL) into a valid label value: bytes that are not UTF-8 become
+// \xNN. A label value that is not UTF-8 makes the client library refuse
+// the metric, and the panic of MustNewConstMetric would end the whole
+// Collect: every job after it would vanish from the scrape.
+func labelSafe(name string) string {
+	if utf8.ValidString(name) {
+		return name
+	}
+	var b strings.Builder
+	for len(name) > 0 {
+		r, size := utf8.DecodeRuneInString(name)
+		if r == utf8.RuneError && size <= 1 {
+			fmt.Fprintf(&b, "\\x%02x", name[0])
+			name = name[1:]
+			continue
+		}
+		b.WriteString(name[:size])
+		name = name[size:]
+	}
+	return b.String()
 }

@@ -61,7 +61,8 @@ type Job struct {
 	SetPattern     Regexp `yaml:"set_pattern,omitempty"`
 	SuccessPattern Regexp `yaml:"success_pattern,omitempty"`
 	ErrorPattern   Regexp `yaml:"error_pattern,omitempty"`
-	// restore_log: the line that starts a run.
+	// dated_dir and restore_log: the line that starts a run (the scripts
+	// append, so one log may hold several runs).
 	StartPattern Regexp `yaml:"start_pattern,omitempty"`
 	// rclone_log: the line the wrapper script appends after every run.
 	EndPattern Regexp `yaml:"end_pattern,omitempty"`
@@ -72,7 +73,7 @@ type Job struct {
 
 // fieldsByType lists the optional fields each type accepts.
 var fieldsByType = map[string][]string{
-	TypeDatedDir:   {"path", "log_name", "set_pattern", "success_pattern", "error_pattern", "running_timeout"},
+	TypeDatedDir:   {"path", "log_name", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
 	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
 	TypeVzdump:     {"path", "running_timeout"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},

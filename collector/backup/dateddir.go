@@ -84,7 +84,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		}
 		newest := i == len(sets)-1
 		logPath := filepath.Join(s.path, j.LogName)
-		f, err := os.Open(logPath)
+		f, _, err := openLog(logPath)
 		var log stepLog
 		if err == nil {
 			log, err = readStepRuns(f, logPath, j, loc)
@@ -179,7 +179,7 @@ const maxDomainXML = 4 << 20
 // set's images/ directory, matched by the file names of the disk sources in
 // the VM's XML (kvm_backup.sh copies /var/lib/libvirt/images/ as it is).
 func vmImageSize(xmlPath, imagesDir string) (int64, bool) {
-	f, err := os.Open(xmlPath)
+	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		return 0, false
 	}

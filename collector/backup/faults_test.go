@@ -2,11 +2,16 @@ package backup
 
 import (
 	"context"
+	"fmt"
+	dto "github.com/prometheus/client_model/go"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +72,26 @@ func TestBadLogsAreScanErrors(t *testing.T) {
 		{"huge line", huge, "no rclone log line"},
 		{"missing", func(p string) { _ = os.Remove(p) }, "no such file"},
 		{"directory", func(p string) { _ = os.Remove(p); _ = os.Mkdir(p, 0o755) }, "not a regular file"},
+		// Opening a FIFO for reading blocks until a writer comes: it must
+		// be refused, not opened.
+		{"fifo", func(p string) {
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file (a FIFO)"},
+		// /dev/zero never ends.
+		{"symlink to /dev/zero", func(p string) {
+			if err := os.Symlink("/dev/zero", p); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file (a character device)"},
+		{"socket", func(p string) {
+			l, err := net.Listen("unix", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+		}, "not a regular file (a socket)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_ = os.RemoveAll(logFile)
@@ -74,7 +99,13 @@ func TestBadLogsAreScanErrors(t *testing.T) {
 			var before runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			c.ScanOnce(context.Background())
+			scanned := make(chan struct{})
+			go func() { c.ScanOnce(context.Background()); close(scanned) }()
+			select {
+			case <-scanned:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the scan hangs on the log")
+			}
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
 			if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 32<<20 {
@@ -351,4 +382,195 @@ func TestMatchRcloneLine(t *testing.T) {
 			t.Errorf("%q = %q, want %q", line, got, want)
 		}
 	}
+}
+
+// TestHungJobNeverDelaysTheOthers: one job's scan hangs (held by a test
+// hook, as a stat on a dead NFS mount would hang in the kernel). The other
+// job is scanned on time, the hung one reports scan_success 0 once the
+// scan timeout passes and is not scanned a second time while it hangs;
+// when the hang ends, its result counts again.
+func TestHungJobNeverDelaysTheOthers(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.sql.gz"), []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jobs := []Job{
+		{Name: "hung", Type: TypeFileGlob, Glob: filepath.Join(dir, "*.gz"), MaxAge: Duration(time.Hour)},
+		{Name: "healthy", Type: TypeFileGlob, Glob: filepath.Join(dir, "*.gz"), MaxAge: Duration(time.Hour)},
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	hungScans := 0
+	testHookBeforeScan = func(j Job) {
+		if j.Name == "hung" {
+			mu.Lock()
+			hungScans++
+			mu.Unlock()
+			<-release
+		}
+	}
+	t.Cleanup(func() { testHookBeforeScan = nil })
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	c := New(&Config{Jobs: jobs}, Options{ScanTimeout: time.Second, ScanInterval: time.Minute}, testLogger())
+
+	for round := 1; round <= 2; round++ {
+		start := time.Now()
+		c.ScanOnce(context.Background())
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("round %d: ScanOnce took %s with one job hung", round, took)
+		}
+		mf := gatherFrom(t, c)
+		if v := val(t, mf, "vmhost_backup_scan_success", map[string]string{"backup_job": "healthy"}); v != 1 {
+			t.Errorf("round %d: healthy scan_success = %v", round, v)
+		}
+		if v := val(t, mf, "vmhost_backup_scan_success", map[string]string{"backup_job": "hung"}); v != 0 {
+			t.Errorf("round %d: hung scan_success = %v, want 0", round, v)
+		}
+		absent(t, mf, "vmhost_backup_scan_timestamp_seconds", map[string]string{"backup_job": "hung"})
+		c.mu.RLock()
+		msg := c.results["hung"].ScanErr
+		c.mu.RUnlock()
+		if !strings.Contains(msg, "has not finished") {
+			t.Errorf("round %d: hung job's error = %q", round, msg)
+		}
+	}
+	mu.Lock()
+	if hungScans != 1 {
+		t.Errorf("the hung job was scanned %d times; a second scan must not start while the first hangs", hungScans)
+	}
+	mu.Unlock()
+
+	close(release)
+	released = true
+	testenv.Eventually(t, 10*time.Second, "the late result of the hung scan stored", func() (bool, string) {
+		mf := gatherFrom(t, c)
+		v, _ := testenv.Value(mf, "vmhost_backup_scan_success", map[string]string{"backup_job": "hung"})
+		return v == 1, fmt.Sprintf("scan_success %v", v)
+	})
+	if v := val(t, gatherFrom(t, c), "vmhost_backup_last_success_timestamp_seconds", map[string]string{"backup_job": "hung"}); v <= 0 {
+		t.Errorf("last success of the formerly hung job = %v", v)
+	}
+}
+
+// TestNonUTF8NamesKeepEveryJob: a VM XML file whose name is not UTF-8 (a
+// Latin-1 name copied from an old host) in one job's newest set. Every
+// series of every job stays, the odd name is exported with its bad byte
+// escaped, and the job sorted after it is complete.
+func TestNonUTF8NamesKeepEveryJob(t *testing.T) {
+	base := t.TempDir()
+	set := filepath.Join(base, "2025-05-28")
+	for _, p := range []string{"vm_xml", "images"} {
+		if err := os.MkdirAll(filepath.Join(set, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"caf\xe9", "web1"} {
+		if err := os.WriteFile(filepath.Join(set, "vm_xml", name+".xml"), []byte("<domain><name>x</name></domain>\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := "2025-05-28 02:00:00 - === KVM ホストバックアップ開始 ===\n2025-05-28 02:30:00 - [5/5] バックアップ完了しました\n"
+	if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dumps := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dumps, "db.sql.gz"), []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 5, 28, 12, 0, 0, 0, time.Local)
+	if err := os.Chtimes(filepath.Join(dumps, "db.sql.gz"), now.Add(-time.Hour), now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mf := scan(t, now,
+		Job{Name: "a-kvm", Type: TypeDatedDir, Path: base},
+		Job{Name: "z-dumps", Type: TypeFileGlob, Glob: filepath.Join(dumps, "*.gz")})
+	for _, vm := range []string{`caf\xe9`, "web1"} {
+		if v := val(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", map[string]string{"backup_job": "a-kvm", "domain": vm}); v != float64(time.Date(2025, 5, 28, 2, 30, 0, 0, time.Local).Unix()) {
+			t.Errorf("%s last success = %v", vm, v)
+		}
+	}
+	for _, name := range []string{"vmhost_backup_scan_success", "vmhost_backup_last_success_timestamp_seconds", "vmhost_backup_sets"} {
+		val(t, mf, name, map[string]string{"backup_job": "z-dumps"})
+	}
+}
+
+// TestFIFOInADatedSet: a FIFO where the newest set's backup.log should be
+// (opening it would block until a writer comes) is a scan error naming it,
+// at once; a FIFO named like a VM's XML is no VM and no hang.
+func TestFIFOInADatedSet(t *testing.T) {
+	base := t.TempDir()
+	good := filepath.Join(base, "2025-05-27")
+	if err := os.MkdirAll(filepath.Join(good, "vm_xml"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := "2025-05-27 02:00:00 - === KVM ホストバックアップ開始 ===\n2025-05-27 02:30:00 - [5/5] バックアップ完了しました\n"
+	if err := os.WriteFile(filepath.Join(good, "backup.log"), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(good, "vm_xml", "pipe.xml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 5, 28, 12, 0, 0, 0, time.Local)
+	job := Job{Name: "kvm", Type: TypeDatedDir, Path: base}
+	j := map[string]string{"backup_job": "kvm"}
+	mf := scanWithin(t, 30*time.Second, now, job)
+	if v := val(t, mf, "vmhost_backup_scan_success", j); v != 1 {
+		t.Errorf("a FIFO in vm_xml: scan_success = %v", v)
+	}
+	absent(t, mf, "vmhost_backup_vm_last_success_size_bytes", map[string]string{"backup_job": "kvm", "domain": "pipe"})
+
+	newest := filepath.Join(base, "2025-05-28")
+	if err := os.MkdirAll(newest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(newest, "backup.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := New(&Config{Jobs: []Job{withDefaults(job)}}, Options{Now: func() time.Time { return now }}, testLogger())
+	done := make(chan struct{})
+	go func() { c.ScanOnce(context.Background()); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the scan hangs on a FIFO backup.log")
+	}
+	if v := val(t, gatherFrom(t, c), "vmhost_backup_scan_success", j); v != 0 {
+		t.Errorf("a FIFO backup.log: scan_success = %v, want 0", v)
+	}
+	c.mu.RLock()
+	msg := c.results["kvm"].ScanErr
+	c.mu.RUnlock()
+	if !strings.Contains(msg, "not a regular file (a FIFO)") || !strings.Contains(msg, "2025-05-28") {
+		t.Errorf("scan error %q does not name the FIFO", msg)
+	}
+}
+
+func withDefaults(j Job) Job {
+	if j.MaxAge == 0 {
+		j.MaxAge = Duration(24 * time.Hour)
+	}
+	j.setDefaults()
+	return j
+}
+
+// scanWithin is scan that fails the test instead of hanging.
+func scanWithin(t *testing.T, limit time.Duration, now time.Time, jobs ...Job) map[string]*dto.MetricFamily {
+	t.Helper()
+	for i := range jobs {
+		jobs[i] = withDefaults(jobs[i])
+	}
+	c := New(&Config{Jobs: jobs}, Options{Now: func() time.Time { return now }}, testLogger())
+	done := make(chan struct{})
+	go func() { c.ScanOnce(context.Background()); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatal("the scan hangs")
+	}
+	return gatherFrom(t, c)
 }

@@ -1,8 +1,15 @@
 package backup
 
 import (
+	"compress/gzip"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"strings"
+	"syscall"
+	"time"
 )
 
 // unreadableLog explains an appended log in which no line was recognised:
@@ -14,19 +21,156 @@ func unreadableLog(path string, otherLines int, form string) error {
 	return fmt.Errorf("%s has no %s", path, form)
 }
 
-func openLog(path string) (*os.File, os.FileInfo, error) {
-	f, err := os.Open(path)
+// maxLogBytes bounds what is read of one log: its last 256 MiB. A log
+// that grows without rotation (rclone's, appended to every night for
+// years) then costs a bounded time and the newest runs are always read; a
+// run that lies entirely before the window is not seen (the retention
+// count of such a log says only what the window holds).
+const maxLogBytes = 256 << 20
+
+// boundedFile is a log opened for reading at most its last maxLogBytes.
+type boundedFile struct {
+	io.Reader
+	*os.File
+}
+
+func (b boundedFile) Read(p []byte) (int, error) { return b.Reader.Read(p) }
+
+// openRegular opens path for reading only if it is a regular file (after
+// following symlinks): a FIFO would block the open until a writer comes,
+// a device such as /dev/zero never ends, a socket cannot be read. The
+// open itself does not block (O_NONBLOCK), so a file swapped for a FIFO
+// between the check and the open is caught by the second check.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	info, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	info, err := f.Stat()
+	if !info.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s); only regular files are read", path, fileKind(info.Mode()))
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	info, err = f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if !info.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s); only regular files are read", path, fileKind(info.Mode()))
 	}
 	return f, info, nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
+}
+
+// openLog opens a log (a regular file only) for reading its last
+// maxLogBytes.
+func openLog(path string) (boundedFile, os.FileInfo, error) {
+	f, info, err := openRegular(path)
+	if err != nil {
+		return boundedFile{}, nil, err
+	}
+	if skip := info.Size() - maxLogBytes; skip > 0 {
+		if _, err := f.Seek(skip, io.SeekStart); err != nil {
+			f.Close()
+			return boundedFile{}, nil, fmt.Errorf("seeking in %s: %w", path, err)
+		}
+	}
+	return boundedFile{Reader: io.LimitReader(f, maxLogBytes), File: f}, info, nil
+}
+
+// appendedLog is an appended log read together with its newest rotation:
+// logrotate moves the log to <log>.1 (or compresses it to <log>.1.gz) and
+// leaves an empty or missing log, so right after a rotation the last runs
+// are in the rotated file, and a run's start may be in one file and its
+// end in the other.
+type appendedLog struct {
+	io.Reader
+	closers []io.Closer
+	// LastChange is when the log (or, while the log is still empty after
+	// a rotation, its rotated file) was last written: a run without an end
+	// line is still running while this is recent.
+	LastChange time.Time
+}
+
+func (l *appendedLog) Close() error {
+	for _, c := range l.closers {
+		c.Close()
+	}
+	return nil
+}
+
+// openAppendedLog opens path and its newest rotation, rotated part first.
+// An empty log is an error only when no rotated file exists either.
+func openAppendedLog(path string) (*appendedLog, error) {
+	out := &appendedLog{}
+	var parts []io.Reader
+	rotatedChange, rotated, err := openRotation(path, out)
+	if err != nil {
+		return nil, err
+	}
+	if rotated != nil {
+		parts = append(parts, rotated, strings.NewReader("\n"))
+	}
+	cur, info, err := openLog(path)
+	switch {
+	case err == nil:
+		out.closers = append(out.closers, cur)
+		parts = append(parts, cur)
+		out.LastChange = info.ModTime()
+		if info.Size() == 0 && rotated != nil {
+			out.LastChange = rotatedChange
+		}
+	case errors.Is(err, fs.ErrNotExist) && rotated != nil:
+		// Rotated without `create`: the log comes back with the next run.
+		out.LastChange = rotatedChange
+	default:
+		out.Close()
+		return nil, err
+	}
+	out.Reader = io.MultiReader(parts...)
+	return out, nil
+}
+
+// openRotation opens <path>.1 or <path>.1.gz if one exists (nil if none),
+// bounded like the log itself.
+func openRotation(path string, into *appendedLog) (time.Time, io.Reader, error) {
+	if f, info, err := openLog(path + ".1"); err == nil {
+		into.closers = append(into.closers, f)
+		return info.ModTime(), f, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil, err
+	}
+	f, info, err := openRegular(path + ".1.gz")
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil, nil
+	}
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		f.Close()
+		return time.Time{}, nil, fmt.Errorf("reading %s.1.gz: %w", path, err)
+	}
+	into.closers = append(into.closers, f, gz)
+	return info.ModTime(), io.LimitReader(gz, maxLogBytes), nil
 }

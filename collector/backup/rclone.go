@@ -90,7 +90,7 @@ type rcloneRun struct {
 // fatal "Failed to ..." line or a non-zero "Errors:" in its stats, or when
 // rclone wrote nothing at all before the end line.
 func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
-	f, info, err := openLog(j.LogFile)
+	f, err := openAppendedLog(j.LogFile)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		// No end line yet: running while rclone still writes (its stats
 		// come every minute), killed otherwise.
 		last := cur.run
-		settleLastRun(&last, info.ModTime(), now, time.Duration(j.RunningTimeout))
+		settleLastRun(&last, f.LastChange, now, time.Duration(j.RunningTimeout))
 		if last.Finished {
 			last.Success = false
 		}

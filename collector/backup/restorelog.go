@@ -9,7 +9,7 @@ import (
 // The newest run decides the run state; the last success is the end of the
 // newest run that completed, never a later failed run's end.
 func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
-	f, info, err := openLog(j.LogFile)
+	f, err := openAppendedLog(j.LogFile)
 	if err != nil {
 		return nil, err
 	}
@@ -22,7 +22,7 @@ func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) 
 		return nil, unreadableLog(j.LogFile, log.Other, `line of the form "YYYY-MM-DD HH:MM:SS - message"`)
 	}
 	d := &jobData{VMs: map[string]vmBackup{}}
-	settleLastRun(&log.Runs[len(log.Runs)-1], info.ModTime(), now, time.Duration(j.RunningTimeout))
+	settleLastRun(&log.Runs[len(log.Runs)-1], f.LastChange, now, time.Duration(j.RunningTimeout))
 	for _, r := range log.Runs {
 		d.addSet(r)
 	}

@@ -141,7 +141,7 @@ func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration) run {
 	r := run{Start: a.start, End: a.newestMt}
 	finishedLine, failedLine := false, false
 	if a.log != "" {
-		if f, err := os.Open(a.log); err == nil {
+		if f, _, err := openLog(a.log); err == nil {
 			lr := newLineReader(f)
 			for lr.next(false) {
 				line := lr.line
