@@ -62,17 +62,7 @@ func TestRerunOnTheSameDay(t *testing.T) {
 	})
 
 	// The restore log: a complete restore test, then one killed in step 2.
-	dst := t.TempDir()
-	for _, d := range []string{"libvirt", "images", "sysconfig", "etc"} {
-		if err := os.MkdirAll(filepath.Join(dst, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	restoreLog := filepath.Join(t.TempDir(), "kvm_restore.log")
-	restore, _ := filepath.Abs("testdata/kvm_restore.sh")
-	renv := append(env, "BACKUP_DIR="+set, "LOGFILE="+restoreLog,
-		"DST_LIBVIRT="+filepath.Join(dst, "libvirt"), "DST_IMAGES="+filepath.Join(dst, "images"),
-		"DST_SYSCONFIG="+filepath.Join(dst, "sysconfig"), "DST_ETC="+filepath.Join(dst, "etc"))
+	restore, renv, restoreLog, _ := restoreScript(t, env, set)
 	runCmd(t, renv, restore)
 	restored := lastLineTime(t, restoreLog)
 	waitNextSecond(restored)

@@ -237,17 +237,7 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 	}
 
 	// The restore script run against the good set writes the restore log.
-	dst := t.TempDir()
-	for _, d := range []string{"libvirt", "images", "sysconfig", "etc"} {
-		if err := os.MkdirAll(filepath.Join(dst, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	restoreLog := filepath.Join(t.TempDir(), "kvm_restore.log")
-	restore, _ := filepath.Abs("testdata/kvm_restore.sh")
-	renv := append(env, "BACKUP_DIR="+good, "LOGFILE="+restoreLog,
-		"DST_LIBVIRT="+filepath.Join(dst, "libvirt"), "DST_IMAGES="+filepath.Join(dst, "images"),
-		"DST_SYSCONFIG="+filepath.Join(dst, "sysconfig"), "DST_ETC="+filepath.Join(dst, "etc"))
+	restore, renv, restoreLog, dst := restoreScript(t, env, good)
 	runCmd(t, renv, restore)
 	runCmd(t, renv, restore)
 	rjob := Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog}
@@ -301,6 +291,24 @@ func startHanging(t *testing.T, env []string, script, logPath, marker string) *e
 func killGroup(cmd *exec.Cmd) {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Wait()
+}
+
+// restoreScript prepares kvm_restore.sh to restore set into a temp tree:
+// the script, its environment, its log and the restore target.
+func restoreScript(t *testing.T, env []string, set string) (script string, renv []string, logPath, dst string) {
+	t.Helper()
+	dst = t.TempDir()
+	for _, d := range []string{"libvirt", "images", "sysconfig", "etc"} {
+		if err := os.MkdirAll(filepath.Join(dst, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logPath = filepath.Join(t.TempDir(), "kvm_restore.log")
+	script, _ = filepath.Abs("testdata/kvm_restore.sh")
+	renv = append(append([]string(nil), env...), "BACKUP_DIR="+set, "LOGFILE="+logPath,
+		"DST_LIBVIRT="+filepath.Join(dst, "libvirt"), "DST_IMAGES="+filepath.Join(dst, "images"),
+		"DST_SYSCONFIG="+filepath.Join(dst, "sysconfig"), "DST_ETC="+filepath.Join(dst, "etc"))
+	return script, renv, logPath, dst
 }
 
 func lastLineTime(t *testing.T, path string) float64 {
