@@ -47,6 +47,12 @@ func Backups() *dashboard.DashboardBuilder {
 			steps:       []step{{86400, "yellow"}, {7 * 86400, "red"}},
 		},
 		{
+			kind: tablePanel, title: "VM disks missing from the backup", unit: "none",
+			description: "dated_dir: disks each VM's XML names that have no copy in the newest successful set holding that XML (a disk outside the copied images directory, or a copy the script lost). Above 0 the VM gets no per-VM success from that set (VMNotBackedUp).",
+			queries:     []query{{expr: `vmhost_backup_vm_missing_disks{` + sel + `}`, instant: true}},
+			base:        "green", steps: []step{{1, "red"}},
+		},
+		{
 			kind: tablePanel, title: "Retention", unit: "s",
 			description: "Age of the oldest backup set each job still keeps. Too short a retention loses restore points; too long fills the disk.",
 			queries:     []query{{expr: `time() - vmhost_backup_oldest_set_timestamp_seconds{` + sel + `}`, instant: true}},

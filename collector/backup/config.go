@@ -30,6 +30,7 @@ const (
 // Defaults for the optional fields; they match the operator's scripts.
 const (
 	defaultLogName        = "backup.log"
+	defaultImagesSource   = "/var/lib/libvirt/images"
 	defaultSetPattern     = `^\d{4}-\d{2}-\d{2}$`
 	defaultStepSuccess    = `\[(\d+)/(\d+)\]`
 	defaultErrorPattern   = `(?i)\berror\b|エラー|失敗`
@@ -57,7 +58,11 @@ type Job struct {
 	// count (the date is the first capture group, or the whole name), and
 	// the line that marks success: with two capture groups "[n/m]" it must
 	// have n == m, otherwise any match counts.
-	LogName        string `yaml:"log_name,omitempty"`
+	LogName string `yaml:"log_name,omitempty"`
+	// dated_dir: the directory the backup copies into each set's images/
+	// (kvm_backup.sh: rsync /var/lib/libvirt/images/ images/); a VM disk
+	// outside it is never in a set.
+	ImagesSource   string `yaml:"images_source,omitempty"`
 	SetPattern     Regexp `yaml:"set_pattern,omitempty"`
 	SuccessPattern Regexp `yaml:"success_pattern,omitempty"`
 	ErrorPattern   Regexp `yaml:"error_pattern,omitempty"`
@@ -73,7 +78,7 @@ type Job struct {
 
 // fieldsByType lists the optional fields each type accepts.
 var fieldsByType = map[string][]string{
-	TypeDatedDir:   {"path", "log_name", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
+	TypeDatedDir:   {"path", "log_name", "images_source", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
 	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
 	TypeVzdump:     {"path", "running_timeout"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
@@ -128,7 +133,7 @@ func parseConfig(data []byte) (*Config, error) {
 func (j *Job) setFields() map[string]bool {
 	return map[string]bool{
 		"path": j.Path != "", "log_file": j.LogFile != "", "glob": j.Glob != "",
-		"log_name": j.LogName != "", "set_pattern": j.SetPattern.Regexp != nil,
+		"log_name": j.LogName != "", "images_source": j.ImagesSource != "", "set_pattern": j.SetPattern.Regexp != nil,
 		"success_pattern": j.SuccessPattern.Regexp != nil, "error_pattern": j.ErrorPattern.Regexp != nil,
 		"start_pattern": j.StartPattern.Regexp != nil, "end_pattern": j.EndPattern.Regexp != nil,
 		"running_timeout": j.RunningTimeout != 0,
@@ -183,6 +188,9 @@ func contains(list []string, s string) bool {
 func (j *Job) setDefaults() {
 	if j.LogName == "" {
 		j.LogName = defaultLogName
+	}
+	if j.ImagesSource == "" {
+		j.ImagesSource = defaultImagesSource
 	}
 	def := func(r *Regexp, expr string) {
 		if r.Regexp == nil {

@@ -1,15 +1,12 @@
 package backup
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 )
 
@@ -148,64 +145,6 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	}
 	d.finish()
 
-	// Per-VM coverage: the newest successful set holding vm_xml/<vm>.xml.
-	for k := len(successes) - 1; k >= 0; k-- {
-		s := successes[k]
-		xmlDir := filepath.Join(s.set.path, "vm_xml")
-		xmls, err := os.ReadDir(xmlDir)
-		if err != nil {
-			continue
-		}
-		for _, x := range xmls {
-			vm, ok := strings.CutSuffix(x.Name(), ".xml")
-			if !ok || vm == "" {
-				continue
-			}
-			if _, done := d.VMs[vm]; done {
-				continue
-			}
-			vb := vmBackup{Time: s.runs[s.lastSuccess()].End}
-			vb.SizeBytes, vb.HasSize = vmImageSize(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, "images"))
-			d.VMs[vm] = vb
-		}
-	}
+	coverVMs(d, successes, j.ImagesSource)
 	return d, nil
-}
-
-// maxDomainXML bounds how much of a vm_xml file is read.
-const maxDomainXML = 4 << 20
-
-// vmImageSize adds up the apparent size of the VM's disk images found in the
-// set's images/ directory, matched by the file names of the disk sources in
-// the VM's XML (kvm_backup.sh copies /var/lib/libvirt/images/ as it is).
-func vmImageSize(xmlPath, imagesDir string) (int64, bool) {
-	f, _, err := openRegular(xmlPath)
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	var dom struct {
-		Disks []struct {
-			Source struct {
-				File string `xml:"file,attr"`
-			} `xml:"source"`
-		} `xml:"devices>disk"`
-	}
-	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, false
-	}
-	var total int64
-	found := false
-	for _, disk := range dom.Disks {
-		if disk.Source.File == "" {
-			continue
-		}
-		size, _, _, err := fileSize(filepath.Join(imagesDir, filepath.Base(disk.Source.File)))
-		if err != nil {
-			continue
-		}
-		total += size
-		found = true
-	}
-	return total, found
 }

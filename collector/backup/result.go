@@ -36,6 +36,7 @@ type jobData struct {
 	Sets         int
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
+	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
 	Total        *treeSize           // all sets together (dated_dir)
 }
 
