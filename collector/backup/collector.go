@@ -360,6 +360,7 @@ type descriptors struct {
 	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
+	vmLastRunSuccess                                               *prometheus.Desc
 	totalSize, totalDisk, totalFiles                               *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
 }
@@ -390,6 +391,7 @@ func newDescriptors() descriptors {
 		oldestSet:        d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
 		vmLastSuccess:    d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
 		vmSize:           d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
+		vmLastRunSuccess: d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
 		vmMissingDisks:   d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
 		totalSize:        d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
 		totalDisk:        d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
@@ -404,7 +406,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
-		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks,
+		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
 		d.totalSize, d.totalDisk, d.totalFiles,
 		d.scanSuccess, d.scanDuration, d.scanTime,
 	} {
@@ -445,6 +447,9 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 			g(d.transferredBytes, r.TransferredBytes, job)
 			g(d.transferredFiles, r.TransferredFiles, job)
 		}
+	}
+	for _, vm := range slices.Sorted(maps.Keys(data.VMLastRunOK)) {
+		g(d.vmLastRunSuccess, boolFloat(data.VMLastRunOK[vm]), job, labelSafe(vm))
 	}
 	for _, vm := range slices.Sorted(maps.Keys(data.MissingDisks)) {
 		g(d.vmMissingDisks, float64(data.MissingDisks[vm]), job, labelSafe(vm))

@@ -37,6 +37,7 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
+	VMLastRunOK  map[string]bool     // vzdump: each guest's newest finished attempt
 	Total        *treeSize           // all sets together (dated_dir)
 }
 

@@ -519,10 +519,16 @@ func TestVzdumpDirectory(t *testing.T) {
 		{"vmhost_backup_scan_success", 1},
 		{"vmhost_backup_sets", 3}, // archives: 100 twice, 101 once
 		{"vmhost_backup_running", 1},
-		{"vmhost_backup_last_run_success", 0}, // guest 101's newest failed
-		{"vmhost_backup_last_run_errors", 1},
+		// The newest finished run is the night of 05-27, all good. This
+		// used to be 0 (guest 101's newest attempt failed): since issue 14
+		// a run is one vzdump invocation, and tonight's is not over yet;
+		// guest 101's failure shows in vm_last_run_success below.
+		{"vmhost_backup_last_run_success", 1},
+		{"vmhost_backup_last_run_errors", 0},
 		{"vmhost_backup_last_success_timestamp_seconds", unix("2025_05_28-02_00_31")},
-		{"vmhost_backup_last_run_timestamp_seconds", unix("2025_05_28-02_02_00")},
+		// Tonight's run started with guest 100 (was guest 102's start,
+		// when each guest's attempt was a run of its own).
+		{"vmhost_backup_last_run_timestamp_seconds", unix("2025_05_28-02_00_01")},
 		{"vmhost_backup_last_success_size_bytes", 2000 + 500},
 		{"vmhost_backup_last_success_files", 2},
 		{"vmhost_backup_oldest_set_timestamp_seconds", unix("2025_05_27-02_00_01")},
@@ -541,11 +547,68 @@ func TestVzdumpDirectory(t *testing.T) {
 		}
 	}
 	absent(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", map[string]string{"domain": "102"})
+	for guest, want := range map[string]float64{"100": 1, "101": 0} {
+		if got := val(t, mf, "vmhost_backup_vm_last_run_success", map[string]string{"backup_job": "pve", "domain": guest}); got != want {
+			t.Errorf("guest %s last run success = %v, want %v", guest, got, want)
+		}
+	}
+	absent(t, mf, "vmhost_backup_vm_last_run_success", map[string]string{"domain": "102"}) // not finished yet
 
-	// Hours later guest 102's .dat has not grown: vzdump was killed.
+	// Hours later guest 102's .dat has not grown: vzdump was killed, and
+	// tonight's run is over: failed (101 failed, 102 killed).
 	mf = scan(t, at("2025_05_28-06_00_00"), job)
-	if got := val(t, mf, "vmhost_backup_running", j); got != 0 {
-		t.Errorf("running after the dump was killed = %v, want 0", got)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"vmhost_backup_running", 0},
+		{"vmhost_backup_last_run_success", 0},
+		{"vmhost_backup_last_run_errors", 1},
+	} {
+		if got := val(t, mf, c.name, j); got != c.want {
+			t.Errorf("killed: %s = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := val(t, mf, "vmhost_backup_vm_last_run_success", map[string]string{"backup_job": "pve", "domain": "102"}); got != 0 {
+		t.Errorf("guest 102 last run success after the kill = %v, want 0", got)
+	}
+}
+
+// TestVzdumpRemovedGuest: guest 105 failed a month ago and was removed
+// since; tonight vzdump backed up guests 100 and 101 fine. The newest run
+// succeeded (the old failure used to pin last_run_success to 0 for good),
+// and guest 105's own last attempt stays visible as failed.
+func TestVzdumpRemovedGuest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content, stamp string) {
+		t.Helper()
+		mt, err := time.ParseInLocation("2006_01_02-15_04_05", stamp, time.Local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("vzdump-qemu-105-2025_04_28-02_00_01.log", "INFO: Starting Backup of VM 105 (qemu)\nERROR: Backup of VM 105 failed - no such volume 'local-lvm:vm-105-disk-0'\n", "2025_04_28-02_00_03")
+	write("vzdump-qemu-100-2025_05_28-02_00_01.vma.zst", strings.Repeat("a", 100), "2025_05_28-02_00_20")
+	write("vzdump-qemu-100-2025_05_28-02_00_01.log", "INFO: Finished Backup of VM 100 (00:00:19)\n", "2025_05_28-02_00_20")
+	write("vzdump-lxc-101-2025_05_28-02_00_21.tar.zst", strings.Repeat("b", 100), "2025_05_28-02_00_40")
+	write("vzdump-lxc-101-2025_05_28-02_00_21.log", "INFO: Finished Backup of VM 101 (00:00:19)\n", "2025_05_28-02_00_40")
+
+	now, _ := time.ParseInLocation("2006_01_02-15_04_05", "2025_05_28-08_00_00", time.Local)
+	mf := scan(t, now, Job{Name: "pve", Type: TypeVzdump, Path: dir})
+	if got := val(t, mf, "vmhost_backup_last_run_success", map[string]string{"backup_job": "pve"}); got != 1 {
+		t.Errorf("last run success = %v, want 1: a removed guest's old failure decides nothing", got)
+	}
+	for guest, want := range map[string]float64{"100": 1, "101": 1, "105": 0} {
+		if got := val(t, mf, "vmhost_backup_vm_last_run_success", map[string]string{"backup_job": "pve", "domain": guest}); got != want {
+			t.Errorf("guest %s last run success = %v, want %v", guest, got, want)
+		}
 	}
 }
 

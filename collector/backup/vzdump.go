@@ -35,8 +35,11 @@ type vzdumpAttempt struct {
 // <name>.dat first and renames it), and the .log beside it says "Finished
 // Backup" or "ERROR: Backup of VM ... failed". The job's newest success is
 // the set of every guest's newest successful archive: its size is their
-// sum, its time the newest of them; the newest run failed when any guest's
-// newest attempt failed. Coverage is per guest id (the domain label).
+// sum, its time the newest of them. A run is one vzdump invocation (the
+// attempts that follow each other that night, see vzdumpRuns): the newest
+// finished run failed when any of its attempts failed, and each guest's
+// newest attempt is published on its own. Coverage is per guest id (the
+// domain label).
 func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	entries, err := os.ReadDir(j.Path)
 	if err != nil {
@@ -78,39 +81,24 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	for _, a := range attempts {
 		byGuest[a.guest] = append(byGuest[a.guest], a)
 	}
-	d := &jobData{VMs: map[string]vmBackup{}}
-	newestRunOK := true
-	var newestRun, newestFinished *run
+	d := &jobData{VMs: map[string]vmBackup{}, VMLastRunOK: map[string]bool{}}
+	var all []attemptRun
 	var total, totalDisk int64
 	var guestsWithSuccess int64
 	var lastSuccess time.Time
 	for guest, list := range byGuest {
 		sort.Slice(list, func(a, b int) bool { return list[a].start.Before(list[b].start) })
 		var newestSuccess *run
-		for i, a := range list {
+		for _, a := range list {
 			r := a.evaluate(now, time.Duration(j.RunningTimeout))
+			all = append(all, attemptRun{a, r})
 			if r.Success {
 				d.countSet(r.Start) // what can be restored from
-			}
-			if i == len(list)-1 {
-				if r.Finished && !r.Success {
-					newestRunOK = false
-				}
-				if newestRun == nil || r.sortTime().After(newestRun.sortTime()) {
-					rr := r
-					newestRun = &rr
-				}
-				if !r.Finished {
-					d.Running = true
-				}
-			}
-			if r.Finished && (newestFinished == nil || r.End.After(newestFinished.End)) {
-				rr := r
-				newestFinished = &rr
-			}
-			if r.Success {
 				rr := r
 				newestSuccess = &rr
+			}
+			if r.Finished {
+				d.VMLastRunOK[guest] = r.Success
 			}
 		}
 		if newestSuccess != nil {
@@ -123,17 +111,66 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			}
 		}
 	}
-	d.LastRun = newestRun
-	if newestFinished != nil {
-		lf := *newestFinished
-		lf.Success = newestRunOK
-		d.LastFinished = &lf
+	for _, r := range vzdumpRuns(all) {
+		d.add(r)
 	}
+	d.finish()
+	// The job's last success is every guest's newest successful archive
+	// together: what can be restored now, whether or not the newest run
+	// backed up every guest.
+	d.LastSuccess = nil
 	if guestsWithSuccess > 0 {
 		d.LastSuccess = &run{End: lastSuccess, Finished: true, Success: true, HasSize: true,
 			SizeBytes: total, DiskBytes: totalDisk, Files: guestsWithSuccess}
 	}
 	return d, nil
+}
+
+type attemptRun struct {
+	a *vzdumpAttempt
+	r run
+}
+
+// vzdumpRunGap separates two vzdump invocations: one invocation backs up
+// its guests one after the other, each starting right after the previous
+// ended; the next scheduled invocation starts hours later.
+const vzdumpRunGap = 30 * time.Minute
+
+// vzdumpRuns groups guest attempts into vzdump invocations, oldest first.
+// A run succeeded when all its attempts did and is finished when all are;
+// a guest removed long ago, whose last attempt failed, belongs to an old
+// run and no longer decides last_run_success.
+func vzdumpRuns(all []attemptRun) []run {
+	sort.Slice(all, func(x, y int) bool { return all[x].a.start.Before(all[y].a.start) })
+	var runs []run
+	var end time.Time
+	for i, ar := range all {
+		r := ar.r
+		attemptEnd := r.End
+		if ar.a.newestMt.After(attemptEnd) {
+			attemptEnd = ar.a.newestMt
+		}
+		if i == 0 || ar.a.start.After(end.Add(vzdumpRunGap)) {
+			runs = append(runs, run{Start: r.Start, End: r.End, Finished: true, Success: true})
+			end = time.Time{}
+		}
+		cur := &runs[len(runs)-1]
+		if r.End.After(cur.End) {
+			cur.End = r.End
+		}
+		if attemptEnd.After(end) {
+			end = attemptEnd
+		}
+		cur.Finished = cur.Finished && r.Finished
+		cur.Success = cur.Success && r.Success
+		cur.Errors += r.Errors
+	}
+	for i := range runs {
+		if !runs[i].Finished {
+			runs[i].Success = false
+		}
+	}
+	return runs
 }
 
 // evaluate turns one attempt's files into a run.
