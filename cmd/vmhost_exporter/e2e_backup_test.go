@@ -219,9 +219,21 @@ func TestBackupUnreadableAsUnprivilegedUser(t *testing.T) {
 	if err := os.Chmod(secret, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// A set nobody can read except for one directory inside it (root's
+	// own copy of /etc, say): the size is partial, the backup is fresh.
+	partial := filepath.Join(dir, "partial")
+	day := time.Now().Add(-2 * time.Hour)
+	logLine := day.Format("2006-01-02 15:04:05")
+	writeFile(t, filepath.Join(partial, day.Format("2006-01-02"), "backup.log"), logLine+" - === KVM ホストバックアップ開始 ===\n"+logLine+" - [5/5] バックアップ完了しました\n", day)
+	writeFile(t, filepath.Join(partial, day.Format("2006-01-02"), "images", "vm.img"), strings.Repeat("i", 4096), day)
+	writeFile(t, filepath.Join(partial, day.Format("2006-01-02"), "etc", "shadow"), "root:*:1:0:99999:7:::\n", day)
+	if err := os.Chmod(filepath.Join(partial, day.Format("2006-01-02"), "etc"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: secret\n    type: dated_dir\n    path: "+secret+"\n    max_age: 1d\n"+
-		"  - name: readable\n    type: file_glob\n    glob: "+readable+"/*.gz\n    max_age: 1d\n", time.Time{})
+		"  - name: readable\n    type: file_glob\n    glob: "+readable+"/*.gz\n    max_age: 1d\n"+
+		"  - name: partial\n    type: dated_dir\n    path: "+partial+"\n    max_age: 1d\n", time.Time{})
 
 	e := testenv.StartExporterAs(t, testenv.Nobody, "--no-collector.libvirt", "--backup.config-file="+cfg)
 	mf := waitFor(t, e.URL+"/metrics", "scans", has("vmhost_backup_scan_success", map[string]string{"backup_job": "secret"}))
@@ -234,6 +246,22 @@ func TestBackupUnreadableAsUnprivilegedUser(t *testing.T) {
 	}
 	if _, ok := testenv.Value(mf, "node_memory_MemTotal_bytes", nil); !ok {
 		t.Error("host metrics missing")
+	}
+	// One unreadable directory inside a set: the scan succeeds, the backup
+	// is fresh, and the size says it is partial. (It used to fail the
+	// whole scan, hiding a good backup; issue 14.)
+	p := map[string]string{"backup_job": "partial"}
+	mf = waitFor(t, e.URL+"/metrics", "partial job", has("vmhost_backup_scan_success", p))
+	for name, want := range map[string]float64{
+		"vmhost_backup_scan_success":                 1,
+		"vmhost_backup_last_run_success":             1,
+		"vmhost_backup_last_success_unreadable_dirs": 1,
+		"vmhost_backup_total_unreadable_dirs":        1,
+		"vmhost_backup_last_success_files":           2, // backup.log and vm.img; shadow is behind the wall
+	} {
+		if v, _ := testenv.Value(mf, name, p); v != want {
+			t.Errorf("partial: %s = %v, want %v", name, v, want)
+		}
 	}
 	if !strings.Contains(e.Output(), "permission denied") || !strings.Contains(e.Output(), secret) {
 		t.Errorf("the log does not say which path was denied:\n%s", e.Output())

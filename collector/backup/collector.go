@@ -361,7 +361,8 @@ type descriptors struct {
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
 	vmLastRunSuccess                                               *prometheus.Desc
-	totalSize, totalDisk, totalFiles                               *prometheus.Desc
+	totalSize, totalDisk, totalFiles, totalUnreadable              *prometheus.Desc
+	successUnreadable                                              *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
 }
 
@@ -371,34 +372,36 @@ func newDescriptors() descriptors {
 	}
 	j := "backup_job"
 	return descriptors{
-		reloadOK:         d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
-		reloadTime:       d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
-		scanInterval:     d("scan_interval_seconds", "Time between background scans (--backup.scan-interval): a job whose last scan ended several intervals ago is stuck."),
-		jobInfo:          d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
-		maxAge:           d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
-		lastSuccess:      d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
-		lastRun:          d("last_run_timestamp_seconds", "End time of the newest run, or its start while it runs.", j),
-		lastRunSuccess:   d("last_run_success", "Whether the newest finished run succeeded.", j),
-		running:          d("running", "1 while a run is in progress.", j),
-		lastRunDuration:  d("last_run_duration_seconds", "Duration of the newest finished run.", j),
-		lastRunErrors:    d("last_run_errors", "Error lines in the newest finished run's log.", j),
-		successSize:      d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
-		successDisk:      d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
-		successFiles:     d("last_success_files", "Files in the newest successful backup.", j),
-		transferredBytes: d("last_success_transferred_bytes", "Bytes rclone reports it transferred in the newest successful run.", j),
-		transferredFiles: d("last_success_transferred_files", "Files rclone reports it transferred in the newest successful run.", j),
-		sets:             d("sets", "Backup sets (dated directories, archives, files, logged runs) present.", j),
-		oldestSet:        d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
-		vmLastSuccess:    d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
-		vmSize:           d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
-		vmLastRunSuccess: d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
-		vmMissingDisks:   d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
-		totalSize:        d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
-		totalDisk:        d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
-		totalFiles:       d("total_files", "Files in all the job's sets together (dated_dir).", j),
-		scanSuccess:      d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
-		scanDuration:     d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
-		scanTime:         d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
+		reloadOK:          d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
+		reloadTime:        d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
+		scanInterval:      d("scan_interval_seconds", "Time between background scans (--backup.scan-interval): a job whose last scan ended several intervals ago is stuck."),
+		jobInfo:           d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
+		maxAge:            d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
+		lastSuccess:       d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
+		lastRun:           d("last_run_timestamp_seconds", "End time of the newest run, or its start while it runs.", j),
+		lastRunSuccess:    d("last_run_success", "Whether the newest finished run succeeded.", j),
+		running:           d("running", "1 while a run is in progress.", j),
+		lastRunDuration:   d("last_run_duration_seconds", "Duration of the newest finished run.", j),
+		lastRunErrors:     d("last_run_errors", "Error lines in the newest finished run's log.", j),
+		successSize:       d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
+		successDisk:       d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
+		successFiles:      d("last_success_files", "Files in the newest successful backup.", j),
+		transferredBytes:  d("last_success_transferred_bytes", "Bytes rclone reports it transferred in the newest successful run.", j),
+		transferredFiles:  d("last_success_transferred_files", "Files rclone reports it transferred in the newest successful run.", j),
+		sets:              d("sets", "Backup sets (dated directories, archives, files, logged runs) present.", j),
+		oldestSet:         d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
+		vmLastSuccess:     d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
+		vmSize:            d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
+		vmLastRunSuccess:  d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
+		vmMissingDisks:    d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
+		totalSize:         d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
+		totalDisk:         d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
+		successUnreadable: d("last_success_unreadable_dirs", "Directories in the newest successful set that could not be read (permissions, I/O errors): its sizes leave them out, they are partial (dated_dir).", j),
+		totalUnreadable:   d("total_unreadable_dirs", "Directories in all the job's sets that could not be read: the totals leave them out (dated_dir).", j),
+		totalFiles:        d("total_files", "Files in all the job's sets together (dated_dir).", j),
+		scanSuccess:       d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
+		scanDuration:      d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
+		scanTime:          d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
 	}
 }
 
@@ -407,7 +410,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
-		d.totalSize, d.totalDisk, d.totalFiles,
+		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable,
 		d.scanSuccess, d.scanDuration, d.scanTime,
 	} {
 		ch <- x
@@ -427,6 +430,7 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 		g(d.totalSize, float64(t.Apparent), job)
 		g(d.totalDisk, float64(t.Allocated), job)
 		g(d.totalFiles, float64(t.Files), job)
+		g(d.totalUnreadable, float64(t.Unreadable), job)
 	}
 	if r := data.LastRun; r != nil {
 		g(d.lastRun, ts(r.sortTime()), job)
@@ -442,6 +446,9 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 			g(d.successSize, float64(r.SizeBytes), job)
 			g(d.successDisk, float64(r.DiskBytes), job)
 			g(d.successFiles, float64(r.Files), job)
+			if data.Total != nil { // dated_dir: sizes come from a walk
+				g(d.successUnreadable, float64(r.UnreadableDirs), job)
+			}
 		}
 		if r.HasTransfer {
 			g(d.transferredBytes, r.TransferredBytes, job)

@@ -134,6 +134,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			r := &c.runs[k]
 			r.HasSize = true
 			r.SizeBytes, r.DiskBytes, r.Files = sizes[i].Apparent, sizes[i].Allocated, sizes[i].Files
+			r.UnreadableDirs = sizes[i].Unreadable
 		}
 		d.countSet(c.runs[0].Start)
 		for _, r := range c.runs {

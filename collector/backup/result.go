@@ -13,6 +13,7 @@ type run struct {
 	HasSize              bool
 	SizeBytes, DiskBytes int64
 	Files                int64
+	UnreadableDirs       int64 // directories left out of the size
 
 	// What rclone reports it transferred.
 	HasTransfer      bool

@@ -3,6 +3,7 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +21,9 @@ type treeSize struct {
 	Files     int64 // regular files (names; hard links counted per name)
 	Newest    time.Time
 	Missing   bool // the root vanished before the walk reached it
+	// Unreadable counts directories below the root that could not be
+	// read (permissions, I/O errors): the sizes leave them out.
+	Unreadable int64
 }
 
 type inodeKey struct {
@@ -102,9 +106,6 @@ func measureSets(roots []string, detail int) ([]treeSize, treeSize, error) {
 		}
 	}
 	w.wg.Wait()
-	if w.err != nil {
-		return nil, treeSize{}, w.err
-	}
 	return w.per, w.total, nil
 }
 
@@ -115,10 +116,9 @@ type parallelWalk struct {
 
 	all, detailSeen inodeSet
 
-	mu    sync.Mutex // guards per, total and err
+	mu    sync.Mutex // guards per and total
 	per   []treeSize
 	total treeSize
-	err   error
 }
 
 // sums is what one directory adds, merged under the lock once per
@@ -127,33 +127,58 @@ type sums struct {
 	set, total treeSize
 }
 
-// dir reads one directory and descends into its subdirectories, in a new
-// goroutine while a worker slot is free and inline otherwise, so the walk
-// never holds more than walkWorkers goroutines however wide the tree.
+// dirBatch is how many entries of a directory are read at a time: a
+// directory of a million files costs one batch of memory, not a million
+// entries.
+const dirBatch = 1024
+
+// dir reads one directory, batch by batch, and descends into its
+// subdirectories, in a new goroutine while a worker slot is free and
+// inline otherwise, so the walk never holds more than walkWorkers
+// goroutines however wide the tree. A directory that cannot be read is
+// counted as unreadable: the set's size is then partial, which says
+// nothing about whether the backup succeeded.
 func (w *parallelWalk) dir(root int, path string) {
-	entries, err := os.ReadDir(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		w.fail(fmt.Errorf("walking %s: %w", path, err))
+	f, err := os.Open(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			w.unreadable(root)
+		}
+		return
 	}
-	var local sums
-	var subdirs []string
-	for _, e := range entries {
-		info, ierr := e.Info()
-		if ierr != nil {
-			if !errors.Is(ierr, fs.ErrNotExist) {
-				w.fail(fmt.Errorf("walking %s: %w", filepath.Join(path, e.Name()), ierr))
+	defer f.Close()
+	for {
+		entries, err := f.ReadDir(dirBatch)
+		var local sums
+		var subdirs []string
+		for _, e := range entries {
+			info, ierr := e.Info()
+			if ierr != nil {
+				continue // vanished since it was listed
 			}
-			continue
+			w.count(root, info, &local)
+			if info.IsDir() {
+				subdirs = append(subdirs, filepath.Join(path, e.Name()))
+			}
 		}
-		w.count(root, info, &local)
-		if info.IsDir() {
-			subdirs = append(subdirs, filepath.Join(path, e.Name()))
+		w.merge(root, &local)
+		for _, sd := range subdirs {
+			w.descend(root, sd)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				w.unreadable(root)
+			}
+			return
 		}
 	}
-	w.merge(root, &local)
-	for _, sd := range subdirs {
-		w.descend(root, sd)
-	}
+}
+
+func (w *parallelWalk) unreadable(root int) {
+	w.mu.Lock()
+	w.per[root].Unreadable++
+	w.total.Unreadable++
+	w.mu.Unlock()
 }
 
 func (w *parallelWalk) descend(root int, path string) {
@@ -167,14 +192,6 @@ func (w *parallelWalk) descend(root int, path string) {
 	default:
 		w.dir(root, path)
 	}
-}
-
-func (w *parallelWalk) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
 }
 
 // count adds one inode to the directory's sums: to its set (counted once
