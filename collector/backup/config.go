@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -25,6 +27,12 @@ const (
 	TypeVzdump     = "vzdump"
 	TypeRestoreLog = "restore_log"
 	TypeFileGlob   = "file_glob"
+)
+
+// What decides that a dated set succeeded (success_from).
+const (
+	SuccessFromLog      = "log"
+	SuccessFromContents = "contents"
 )
 
 // Defaults for the optional fields; they match the operator's scripts.
@@ -62,7 +70,17 @@ type Job struct {
 	// dated_dir: the directory the backup copies into each set's images/
 	// (kvm_backup.sh: rsync /var/lib/libvirt/images/ images/); a VM disk
 	// outside it is never in a set.
-	ImagesSource   string `yaml:"images_source,omitempty"`
+	ImagesSource string `yaml:"images_source,omitempty"`
+	// dated_dir: where in a set the VM definitions and the disk copies are
+	// (kvm_backup.sh: vm_xml/<vm>.xml and images/; the seed's first
+	// script: libvirt-config/qemu/<vm>.xml and images/images/).
+	VMXMLDir  string `yaml:"vm_xml_dir,omitempty"`
+	ImagesDir string `yaml:"images_dir,omitempty"`
+	// dated_dir: what says a set succeeded: its log's final step line
+	// ("log"), or, for scripts that write no log, the set's contents
+	// ("contents": every VM XML's disks present and nothing changed for
+	// running_timeout).
+	SuccessFrom    string `yaml:"success_from,omitempty"`
 	SetPattern     Regexp `yaml:"set_pattern,omitempty"`
 	SuccessPattern Regexp `yaml:"success_pattern,omitempty"`
 	ErrorPattern   Regexp `yaml:"error_pattern,omitempty"`
@@ -78,7 +96,7 @@ type Job struct {
 
 // fieldsByType lists the optional fields each type accepts.
 var fieldsByType = map[string][]string{
-	TypeDatedDir:   {"path", "log_name", "images_source", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
+	TypeDatedDir:   {"path", "log_name", "images_source", "vm_xml_dir", "images_dir", "success_from", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
 	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
 	TypeVzdump:     {"path", "running_timeout"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
@@ -133,7 +151,8 @@ func parseConfig(data []byte) (*Config, error) {
 func (j *Job) setFields() map[string]bool {
 	return map[string]bool{
 		"path": j.Path != "", "log_file": j.LogFile != "", "glob": j.Glob != "",
-		"log_name": j.LogName != "", "images_source": j.ImagesSource != "", "set_pattern": j.SetPattern.Regexp != nil,
+		"log_name": j.LogName != "", "images_source": j.ImagesSource != "",
+		"vm_xml_dir": j.VMXMLDir != "", "images_dir": j.ImagesDir != "", "success_from": j.SuccessFrom != "", "set_pattern": j.SetPattern.Regexp != nil,
 		"success_pattern": j.SuccessPattern.Regexp != nil, "error_pattern": j.ErrorPattern.Regexp != nil,
 		"start_pattern": j.StartPattern.Regexp != nil, "end_pattern": j.EndPattern.Regexp != nil,
 		"running_timeout": j.RunningTimeout != 0,
@@ -169,6 +188,14 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%s: field %s is not used by type %s", where, field, j.Type)
 			}
 		}
+		if j.SuccessFrom != "" && j.SuccessFrom != SuccessFromLog && j.SuccessFrom != SuccessFromContents {
+			return fmt.Errorf("%s: field success_from: %q is neither log nor contents", where, j.SuccessFrom)
+		}
+		for field, dir := range map[string]string{"vm_xml_dir": j.VMXMLDir, "images_dir": j.ImagesDir} {
+			if filepath.IsAbs(dir) || strings.HasPrefix(filepath.Clean(dir), "..") {
+				return fmt.Errorf("%s: field %s: %q must be a path inside each set", where, field, dir)
+			}
+		}
 		if j.RunningTimeout < 0 {
 			return fmt.Errorf("%s: field running_timeout must be positive", where)
 		}
@@ -191,6 +218,15 @@ func (j *Job) setDefaults() {
 	}
 	if j.ImagesSource == "" {
 		j.ImagesSource = defaultImagesSource
+	}
+	if j.VMXMLDir == "" {
+		j.VMXMLDir = "vm_xml"
+	}
+	if j.ImagesDir == "" {
+		j.ImagesDir = "images"
+	}
+	if j.SuccessFrom == "" {
+		j.SuccessFrom = SuccessFromLog
 	}
 	def := func(r *Regexp, expr string) {
 		if r.Regexp == nil {

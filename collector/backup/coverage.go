@@ -14,16 +14,16 @@ const maxDomainXML = 4 << 20
 // coverVMs fills the per-VM coverage of a dated_dir job from its successful
 // sets, oldest first in successes. A VM is backed up by a set only when
 // its XML is in vm_xml/ and every disk that XML names has its copy in the
-// set: kvm_backup.sh copies imagesSource (/var/lib/libvirt/images) into
+// set: kvm_backup.sh copies images_source (/var/lib/libvirt/images) into
 // images/ and nothing else, so a disk that lives elsewhere (another
 // directory, an LVM volume, iSCSI, RBD) is not in any set. A VM's missing
 // disks are counted in the newest successful set holding its XML; its last
 // success is the newest successful set that holds it whole.
-func coverVMs(d *jobData, successes []setRuns, imagesSource string) {
+func coverVMs(d *jobData, successes []setRuns, j Job) {
 	d.MissingDisks = map[string]int{}
 	for k := len(successes) - 1; k >= 0; k-- {
 		s := successes[k]
-		xmlDir := filepath.Join(s.set.path, "vm_xml")
+		xmlDir := filepath.Join(s.set.path, j.VMXMLDir)
 		xmls, err := os.ReadDir(xmlDir)
 		if err != nil {
 			continue
@@ -36,7 +36,7 @@ func coverVMs(d *jobData, successes []setRuns, imagesSource string) {
 			if _, done := d.VMs[vm]; done {
 				continue
 			}
-			size, missing, ok := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, "images"), imagesSource)
+			size, missing, ok := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource)
 			if !ok {
 				continue // not a readable domain XML: nothing can be judged
 			}

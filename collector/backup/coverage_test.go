@@ -3,6 +3,7 @@ package backup
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -62,5 +63,86 @@ func TestVMCoverageNeedsItsDisks(t *testing.T) {
 	// The job itself succeeded: the script's own verdict is the run's.
 	if got := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", map[string]string{"backup_job": "kvm-host"}); got != newest {
 		t.Errorf("job last success = %v, want %v", got, newest)
+	}
+}
+
+// TestDatedSetsWithoutALog runs the notes' first script, which writes
+// /backup/kvmhost-YYYY-MM-DD sets with no log at all. With success_from:
+// contents a set succeeded when every VM definition in it has its disks
+// copied and nothing changed for running_timeout: the first night's set
+// is running while fresh and a success once quiet; the second night, vm-b's
+// data disk is gone from the images directory, so that set is incomplete
+// (a failed run) and the last success stays the first night's.
+func TestDatedSetsWithoutALog(t *testing.T) {
+	testenv.LookPath(t, "rsync", "rsync")
+	src, env := hostSources(t)
+	domains := map[string][]string{
+		"vm-a": {"/var/lib/libvirt/images/vm-a.img"},
+		"vm-b": {"/var/lib/libvirt/images/vm-b.qcow2", "/var/lib/libvirt/images/vm-b-data.img"},
+	}
+	for vm, disks := range domains {
+		xml := "<domain type='kvm'><name>" + vm + "</name><devices>"
+		for _, d := range disks {
+			xml += "<disk type='file' device='disk'><source file='" + d + "'/></disk>"
+		}
+		xml += "</devices></domain>\n"
+		if err := os.WriteFile(filepath.Join(src, "libvirt", "qemu", vm+".xml"), []byte(xml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := t.TempDir()
+	env = append(env, "BACKUP_ROOT="+root)
+	script, _ := filepath.Abs("testdata/kvmhost_backup.sh")
+	job := Job{Name: "kvmhost", Type: TypeDatedDir, Path: root, SuccessFrom: SuccessFromContents,
+		VMXMLDir: "libvirt-config/qemu", ImagesDir: "images/images"}
+	job.SetPattern.Regexp = regexp.MustCompile(`^kvmhost-(\d{4}-\d{2}-\d{2})$`)
+	j := map[string]string{"backup_job": "kvmhost"}
+
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	first := filepath.Join(root, "kvmhost-2025-05-27")
+	mf := scan(t, time.Now(), job)
+	if v := val(t, mf, "vmhost_backup_running", j); v != 1 {
+		t.Errorf("fresh set: running = %v, want 1 (changed within running_timeout)", v)
+	}
+	absent(t, mf, "vmhost_backup_last_success_timestamp_seconds", j)
+
+	later := time.Now().Add(2 * time.Hour)
+	mf = scan(t, later, job)
+	for name, want := range map[string]float64{
+		"vmhost_backup_running":                 0,
+		"vmhost_backup_last_run_success":        1,
+		"vmhost_backup_sets":                    1,
+		"vmhost_backup_last_success_size_bytes": duBytes(t, true, first),
+		"vmhost_backup_last_success_files":      countFiles(t, first),
+	} {
+		if v := val(t, mf, name, j); v != want {
+			t.Errorf("quiet set: %s = %v, want %v", name, v, want)
+		}
+	}
+	firstSuccess := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j)
+	if d := time.Since(time.Unix(int64(firstSuccess), 0)); d < 0 || d > time.Minute {
+		t.Errorf("last success %v is not the set's last change", time.Unix(int64(firstSuccess), 0))
+	}
+
+	if err := os.Remove(filepath.Join(src, "images", "vm-b-data.img")); err != nil {
+		t.Fatal(err)
+	}
+	runCmd(t, append(env, "DATE=2025-05-28"), script)
+	mf = scan(t, later, job)
+	for name, want := range map[string]float64{
+		"vmhost_backup_running":                        0,
+		"vmhost_backup_last_run_success":               0,
+		"vmhost_backup_sets":                           2,
+		"vmhost_backup_last_success_timestamp_seconds": firstSuccess,
+		"vmhost_backup_last_success_size_bytes":        duBytes(t, true, first),
+	} {
+		if v := val(t, mf, name, j); v != want {
+			t.Errorf("incomplete second set: %s = %v, want %v", name, v, want)
+		}
+	}
+	if v := val(t, mf, "vmhost_backup_vm_missing_disks", map[string]string{"backup_job": "kvmhost", "domain": "vm-b"}); v != 0 {
+		// The newest *successful* set holding vm-b's XML is the first one,
+		// where it is whole.
+		t.Errorf("vm-b missing disks = %v, want 0", v)
 	}
 }

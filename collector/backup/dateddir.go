@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -79,6 +80,10 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		if afterListing != nil {
 			afterListing(s.path)
 		}
+		if j.SuccessFrom == SuccessFromContents {
+			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j)}}})
+			continue
+		}
 		newest := i == len(sets)-1
 		logPath := filepath.Join(s.path, j.LogName)
 		f, _, err := openLog(logPath)
@@ -116,6 +121,15 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	if err != nil {
 		return nil, err
 	}
+	if j.SuccessFrom == SuccessFromContents {
+		quiet := settleContentSets(cands, sizes, sets[len(sets)-1].path, now, time.Duration(j.RunningTimeout))
+		if quiet != detail { // the set thought newest successful is still being written
+			detail = quiet
+			if sizes, total, err = measureSets(paths, detail); err != nil {
+				return nil, err
+			}
+		}
+	}
 	d.Total = &total
 
 	var successes []setRuns
@@ -146,6 +160,51 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	}
 	d.finish()
 
-	coverVMs(d, successes, j.ImagesSource)
+	coverVMs(d, successes, j)
 	return d, nil
+}
+
+// setComplete judges a set of a script that writes no log by its contents:
+// at least one VM definition, and every disk each one names copied into
+// the set.
+func setComplete(setPath string, j Job) bool {
+	xmlDir := filepath.Join(setPath, j.VMXMLDir)
+	entries, err := os.ReadDir(xmlDir)
+	if err != nil {
+		return false
+	}
+	vms := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".xml") || !e.Type().IsRegular() {
+			continue
+		}
+		_, missing, ok := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource)
+		if !ok || missing > 0 {
+			return false
+		}
+		vms++
+	}
+	return vms > 0
+}
+
+// settleContentSets finishes the one run of each set of a log-less job:
+// it ended at the set's last change, and the newest set is still being
+// written (running, not yet a success) while that change is within
+// timeout. It returns the index of the newest successful set, or -1.
+func settleContentSets(cands []setRuns, sizes []treeSize, newestPath string, now time.Time, timeout time.Duration) int {
+	detail := -1
+	for i := range cands {
+		r := &cands[i].runs[0]
+		if sizes[i].Newest.After(r.End) {
+			r.End = sizes[i].Newest
+		}
+		r.Finished = true
+		if cands[i].set.path == newestPath && now.Sub(sizes[i].Newest) < timeout {
+			r.Finished, r.Success = false, false
+		}
+		if r.Success {
+			detail = i
+		}
+	}
+	return detail
 }
