@@ -280,62 +280,19 @@ func TestBenchmarkReport(t *testing.T) {
 	})
 
 	bk := &report{header: []string{"tree", "vmhost_exporter scan p50", "du -s p50", "du -s --apparent-size p50", "scan / du -s", "scrape p50 / p95 during a scan", "exporter peak RSS (with 1,000 domains)"}}
-	t.Run("backup-1M", func(t *testing.T) {
-		base, files := backupTree(t, 10, 100_000)
-		job := backupJob(t, base)
-		// Warm the dentry cache once, then alternate the tools.
-		_ = exec.Command("du", "-s", base).Run()
-		var scan, du, duA []time.Duration
-		c := backup.New(&backup.Config{Jobs: []backup.Job{job}}, backup.Options{}, quiet())
-		for range 3 {
-			start := time.Now()
-			c.ScanOnce(context.Background())
-			scan = append(scan, time.Since(start))
-			start = time.Now()
-			if err := exec.Command("du", "-s", base).Run(); err != nil {
-				t.Fatal(err)
-			}
-			du = append(du, time.Since(start))
-			start = time.Now()
-			if err := exec.Command("du", "-s", "--apparent-size", base).Run(); err != nil {
-				t.Fatal(err)
-			}
-			duA = append(duA, time.Since(start))
-		}
-		// Scrapes while a scan runs.
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(c)
-		done := make(chan struct{})
-		go func() { c.ScanOnce(context.Background()); close(done) }()
-		var during []time.Duration
-	loop:
-		for {
-			select {
-			case <-done:
-				break loop
-			default:
-			}
-			start := time.Now()
-			if _, err := reg.Gather(); err != nil {
-				t.Fatal(err)
-			}
-			during = append(during, time.Since(start))
-			time.Sleep(10 * time.Millisecond)
-		}
-		// RSS of the whole exporter: host metrics, 1,000 test-driver
-		// domains and this backup job.
-		l := testenv.StartLibvirtd(t)
-		node := nodeXML(t, 1000)
-		cfg := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: %s\n    max_age: 8d\n", base)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rss := binaryRSS(t, 20, "vmhost_backup_total_files", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
-		bk.add(fmt.Sprintf("%d files in 10 dated sets (hard links between sets, sparse images)", files),
-			ms(percentile(scan, .5)), ms(percentile(du, .5)), ms(percentile(duA, .5)),
-			strconv.FormatFloat(float64(percentile(scan, .5))/float64(percentile(du, .5)), 'f', 2, 64),
-			ms(percentile(during, .5))+" / "+ms(percentile(during, .95)), rss)
-	})
+	for _, tc := range []struct {
+		name   string
+		linked bool
+		label  string
+	}{
+		{"backup-1M", true, "%d files in 10 dated sets (hard links between sets, sparse images)"},
+		{"backup-1M-unique", false, "%d unique files in 10 dated sets (no hard links, sparse images)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, files := backupTree(t, 10, 100_000, tc.linked)
+			benchBackupScan(t, bk, base, fmt.Sprintf(tc.label, files))
+		})
+	}
 
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape\n\n%s\n### backup scan\n\n%s", machine(t), lib.markdown(), bk.markdown())
@@ -345,6 +302,65 @@ func TestBenchmarkReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// benchBackupScan measures one background scan of a dated_dir job on base
+// against du -s and du -s --apparent-size, scrapes during a scan, and the
+// peak RSS of the exporter with the job and 1,000 test-driver domains.
+func benchBackupScan(t *testing.T, bk *report, base, label string) {
+	job := backupJob(t, base)
+	// Warm the dentry cache once, then alternate the tools.
+	_ = exec.Command("du", "-s", base).Run()
+	var scan, du, duA []time.Duration
+	c := backup.New(&backup.Config{Jobs: []backup.Job{job}}, backup.Options{}, quiet())
+	for range 3 {
+		start := time.Now()
+		c.ScanOnce(context.Background())
+		scan = append(scan, time.Since(start))
+		start = time.Now()
+		if err := exec.Command("du", "-s", base).Run(); err != nil {
+			t.Fatal(err)
+		}
+		du = append(du, time.Since(start))
+		start = time.Now()
+		if err := exec.Command("du", "-s", "--apparent-size", base).Run(); err != nil {
+			t.Fatal(err)
+		}
+		duA = append(duA, time.Since(start))
+	}
+	// Scrapes while a scan runs.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	done := make(chan struct{})
+	go func() { c.ScanOnce(context.Background()); close(done) }()
+	var during []time.Duration
+loop:
+	for {
+		select {
+		case <-done:
+			break loop
+		default:
+		}
+		start := time.Now()
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		during = append(during, time.Since(start))
+		time.Sleep(10 * time.Millisecond)
+	}
+	// RSS of the whole exporter: host metrics, 1,000 test-driver
+	// domains and this backup job.
+	l := testenv.StartLibvirtd(t)
+	node := nodeXML(t, 1000)
+	cfg := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: %s\n    max_age: 8d\n", base)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rss := binaryRSS(t, 20, "vmhost_backup_total_files", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
+	bk.add(label,
+		ms(percentile(scan, .5)), ms(percentile(du, .5)), ms(percentile(duA, .5)),
+		strconv.FormatFloat(float64(percentile(scan, .5))/float64(percentile(du, .5)), 'f', 2, 64),
+		ms(percentile(during, .5))+" / "+ms(percentile(during, .95)), rss)
 }
 
 func backupJob(t *testing.T, base string) backup.Job {
@@ -359,10 +375,12 @@ func backupJob(t *testing.T, base string) backup.Job {
 	return c.Jobs[0]
 }
 
-// backupTree builds sets sets of perSet files the way rsync --link-dest
-// does: each set links the previous set's unchanged files (95 %) and has
-// 5 % new ones; every set also has two sparse 1 GiB images.
-func backupTree(t *testing.T, sets, perSet int) (string, int) {
+// backupTree builds sets sets of perSet files. Linked, the way rsync
+// --link-dest does: each set links the previous set's unchanged files
+// (95 %) and has 5 % new ones; otherwise every file is a file of its own
+// (plain rsync or cp into each set). Every set also has two sparse 1 GiB
+// images.
+func backupTree(t *testing.T, sets, perSet int, linked bool) (string, int) {
 	base := filepath.Join(testenv.SharedTempDir(t), "kvm")
 	const perDir = 1000
 	total := 0
@@ -377,7 +395,7 @@ func backupTree(t *testing.T, sets, perSet int) (string, int) {
 		for i := range perSet {
 			rel := filepath.Join("files", strconv.Itoa(i/perDir), strconv.Itoa(i))
 			dst := filepath.Join(set, rel)
-			if prev != "" && i%20 != s%20 {
+			if linked && prev != "" && i%20 != s%20 {
 				if err := os.Link(filepath.Join(prev, rel), dst); err != nil {
 					t.Fatal(err)
 				}
