@@ -46,16 +46,18 @@ test: test-deps lint
 	$(MAKE) fuzz
 
 # Every parser's fuzz target for FUZZTIME each (go test -fuzz takes one
-# target per run).
+# target per run); a target's output is shown only when it fails.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := \
 	./collector/backup:FuzzConfig ./collector/backup:FuzzRcloneLog ./collector/backup:FuzzRestoreLog \
 	./collector/backup:FuzzStepLog ./collector/backup:FuzzVzdumpNames \
 	./collector/libvirt:FuzzDomainXML ./collector/libvirt:FuzzSnapshotXML
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  if $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg >"$$out" 2>&1; then \
+	    echo "fuzz $$fn ($(FUZZTIME)): ok"; \
+	  else cat "$$out"; echo "fuzz $$fn: FAILED"; exit 1; fi; \
 	done
 
 # Micro-benchmarks of the hot paths, then the scenarios of REQUIREMENTS §7
