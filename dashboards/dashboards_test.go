@@ -228,10 +228,15 @@ func TestCounterCheckCatchesBareCounters(t *testing.T) {
 	}
 }
 
-// guestBalloon serves the balloon statistics a guest driver would report
-// for the test-driver domains, which have no guest OS: the one part of the
-// data no real component here can produce.
-func guestBalloon() http.Handler {
+// guestStats serves what a guest and its QEMU process would report for
+// the test-driver domains, which have neither: balloon statistics (no
+// guest OS with a balloon driver runs here) and the CPU time of the
+// running web1 (the test driver reports CPU time only for shut-off
+// domains, and sizing now judges running time only, so without it the
+// right-sizing panels would have nothing to show). Its CPU time grows by
+// 0.3 s a second from when it starts.
+func guestStats() http.Handler {
+	start := time.Now()
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "# TYPE libvirt_domain_memory_stats_available_bytes gauge")
 		fmt.Fprintln(w, `libvirt_domain_memory_stats_available_bytes{domain="web1"} 2147483648`)
@@ -239,6 +244,8 @@ func guestBalloon() http.Handler {
 		fmt.Fprintln(w, "# TYPE libvirt_domain_memory_stats_usable_bytes gauge")
 		fmt.Fprintln(w, `libvirt_domain_memory_stats_usable_bytes{domain="web1"} 536870912`)
 		fmt.Fprintln(w, `libvirt_domain_memory_stats_usable_bytes{domain="db1"} 1073741824`)
+		fmt.Fprintln(w, "# TYPE libvirt_domain_info_cpu_time_seconds_total counter")
+		fmt.Fprintf(w, "libvirt_domain_info_cpu_time_seconds_total{domain=\"web1\"} %g\n", 0.3*time.Since(start).Seconds())
 	})
 }
 
@@ -266,7 +273,7 @@ func TestEveryPanelReturnsData(t *testing.T) {
 
 	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
 	exporterAddr := strings.TrimPrefix(e.URL, "http://")
-	balloon := httptest.NewServer(guestBalloon())
+	balloon := httptest.NewServer(guestStats())
 	t.Cleanup(balloon.Close)
 
 	rules, _ := filepath.Abs("../rules")
@@ -279,9 +286,9 @@ scrape_configs:
   - job_name: vmhost
     static_configs:
       - targets: ['`+exporterAddr+`']
-  # Guest balloon statistics of the exporter's VMs (see guestBalloon),
+  # Guest statistics of the exporter's VMs (see guestStats),
   # labelled as if the exporter had reported them.
-  - job_name: guest-balloon
+  - job_name: guest-stats
     static_configs:
       - targets: ['`+strings.TrimPrefix(balloon.URL, "http://")+`']
     relabel_configs:

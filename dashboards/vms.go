@@ -58,13 +58,15 @@ func VMs() *dashboard.DashboardBuilder {
 		},
 		{
 			kind: tablePanel, title: "Right-sizing: vCPUs", unit: "none",
-			description: "Current vCPUs against the recommendation from 7 days of history: ceil(p95 of cores used / 0.70), at least 1, so busy hours sit at 70 %, the top of the ideal band.",
+			description: "Current vCPUs against the recommendation from the running time of the last 7 days: ceil(p95 of cores used / 0.70), at least 1, so busy hours sit at 70 %, the top of the ideal band. \"Ran\" is the share of the 7 days the VM was running: a cold standby has no recommendation, and the over-provisioning alerts wait for 1/7 (24 hours).",
 			queries: []query{
 				{expr: `libvirt_domain_info_virtual_cpus{` + sel + `}`, instant: true},
 				{expr: `domain:libvirt_vm_recommended_vcpus:count{` + sel + `}`, instant: true},
+				{expr: `domain:libvirt_vm_running:ratio_7d{` + sel + `}`, instant: true},
 			},
 			overrides: map[string][]dashboard.DynamicConfigValue{
 				"Value #A": column("vCPUs now", nil), "Value #B": column("recommended vCPUs", nil),
+				"Value #C": append(column("ran (7 days)", nil), dashboard.DynamicConfigValue{Id: "unit", Value: "percentunit"}),
 			},
 		},
 		{
