@@ -162,10 +162,27 @@ func parseDomainXML(doc string) (domainMeta, error) {
 	return m, nil
 }
 
+// roleSynonyms maps the names people give roles to the four roles the
+// rules have bands for (REQUIREMENTS §1): web, app, db and file. A role
+// that is neither one of them nor a synonym is exported as written; the
+// VMRoleUnknown alert names such VMs, since no band applies to them.
+var roleSynonyms = map[string]string{
+	"database": "db", "mysql": "db", "mariadb": "db", "postgres": "db", "postgresql": "db", "pgsql": "db",
+	"oracle": "db", "mssql": "db", "mongodb": "db",
+	"nginx": "web", "apache": "web", "httpd": "web", "frontend": "web", "www": "web", "webserver": "web",
+	"fileserver": "file", "nfs": "file", "samba": "file", "smb": "file", "cifs": "file",
+	"api": "app", "backend": "app", "application": "app", "appserver": "app",
+}
+
+// normaliseRole trims and lower-cases a role (so "DB" is "db"), bounds its
+// length and maps synonyms to their role.
 func normaliseRole(s string) string {
 	r := []rune(strings.ToLower(strings.TrimSpace(strings.ToValidUTF8(s, ""))))
 	if len(r) > maxRoleLength {
 		r = r[:maxRoleLength]
+	}
+	if role, ok := roleSynonyms[string(r)]; ok {
+		return role
 	}
 	return string(r)
 }

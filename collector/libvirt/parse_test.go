@@ -79,6 +79,17 @@ func TestNormaliseRole(t *testing.T) {
 	for in, want := range map[string]string{
 		" DB\n":                  "db",
 		"web":                    "web",
+		"Database":               "db",
+		"MySQL":                  "db",
+		"postgres":               "db",
+		"nginx":                  "web",
+		"Frontend":               "web",
+		"fileserver":             "file",
+		"NFS":                    "file",
+		"samba":                  "file",
+		"api":                    "app",
+		"backend":                "app",
+		"build-runner":           "build-runner", // unknown: kept, VMRoleUnknown names it
 		strings.Repeat("x", 200): strings.Repeat("x", maxRoleLength),
 		"bad\xffutf8":            "badutf8",
 	} {
