@@ -81,5 +81,5 @@ func HostFleet() *dashboard.DashboardBuilder {
 	}
 	return newDashboard(UIDHostFleet, "vmhost / Host fleet",
 		"CPU, memory and swap of the KVM hosts against the operator's bands (vmhost_exporter).", panels,
-		labelVariable("instance", "Host", `label_values(node_uname_info, instance)`))
+		labelVariable("instance", "Host", `label_values(vmhost_exporter_build_info, instance)`))
 }

@@ -34,9 +34,16 @@ func VMs() *dashboard.DashboardBuilder {
 		},
 		{
 			kind: timeSeries, title: "VM memory utilisation", unit: "percentunit", min: ptr(0), max: ptr(1),
-			description: "Guest memory in use from the balloon driver (1 − usable / available). VMs without a balloon driver have no line here, and no memory alerts.",
+			description: "Guest memory in use from the balloon driver (1 − usable / available). VMs without guest memory statistics have no line here and no memory alerts; the Guest memory statistics table names them.",
 			queries:     []query{{expr: `domain:libvirt_vm_memory_utilisation:ratio{` + sel + `}`, legend: "{{domain}}"}},
 			steps:       []step{{0.80, "yellow"}, {0.90, "red"}},
+		},
+		{
+			kind: tablePanel, title: "Guest memory statistics", unit: "none",
+			description: "Whether each running VM's guest reports its memory use (balloon statistics). Without them the VM memory alerts, the memory band and memory right-sizing cannot work (VMMemoryStatsMissing): virsh dommemstat DOMAIN --period 10 --live --config.",
+			queries:     []query{{expr: `libvirt_domain_memory_stats_guest_reported{` + sel + `}`, instant: true}},
+			mappings:    okMappings("reported", "MISSING"),
+			base:        "red", steps: []step{{1, "green"}},
 		},
 		{
 			kind: timeSeries, title: "CPU position in role band", unit: "percentunit",

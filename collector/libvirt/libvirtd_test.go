@@ -181,6 +181,13 @@ func TestQEMUDomains(t *testing.T) {
 	if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_used_percent", map[string]string{"domain": vmA}); ok {
 		t.Error("used_percent exported for a guest without balloon statistics")
 	}
+	// ...but never invisibly: the running guest says it reports none.
+	if v := mustValue(t, mf, "libvirt_domain_memory_stats_guest_reported", map[string]string{"domain": vmA}); v != 0 {
+		t.Errorf("%s guest_reported = %v, want 0 (no balloon driver in the firmware)", vmA, v)
+	}
+	if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_guest_reported", map[string]string{"domain": vmC}); ok {
+		t.Errorf("guest_reported exported for the shut-off %s", vmC)
+	}
 
 	dC := map[string]string{"domain": vmC}
 	if v := mustValue(t, mf, "libvirt_domain_autostart", dC); v != 1 {

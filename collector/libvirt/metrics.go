@@ -25,7 +25,10 @@ var stateDescriptions = map[int]string{
 }
 
 // stateShutoff is libvirt's VIR_DOMAIN_SHUTOFF.
-const stateShutoff = 5
+const (
+	stateRunning = 1
+	stateShutoff = 5
+)
 
 // deviceMetric maps one field of a block.N.* or net.N.* stats group to a metric.
 type deviceMetric struct {
@@ -51,8 +54,9 @@ type descriptors struct {
 	domainInfo, domainScrapeSuccess, state, stateReason, vcpus, maxMemory, memoryUsage, cpuTime *prometheus.Desc
 	autostart, snapshots, snapshotOldest, snapshotNewest                                        *prometheus.Desc
 
-	balloon        []balloonMetric
-	memUsedPercent *prometheus.Desc
+	balloon          []balloonMetric
+	memUsedPercent   *prometheus.Desc
+	memStatsReported *prometheus.Desc
 
 	vcpuCurrent, vcpuMaximum, vcpuState, vcpuTime, vcpuWait, vcpuDelay *prometheus.Desc
 
@@ -88,7 +92,8 @@ func newDescriptors() descriptors {
 		snapshotOldest:      desc("domain", "snapshot_oldest_timestamp_seconds", "Creation time of the domain's oldest snapshot.", dl...),
 		snapshotNewest:      desc("domain", "snapshot_newest_timestamp_seconds", "Creation time of the domain's newest snapshot.", dl...),
 
-		memUsedPercent: desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver.", dl...),
+		memUsedPercent:   desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver.", dl...),
+		memStatsReported: desc("domain_memory_stats", "guest_reported", "For a running domain: 1 if its guest reports memory use (balloon statistics: available and usable), 0 if not. Without them the VM memory alerts, memory band and memory right-sizing cannot work; enable with virsh dommemstat DOMAIN --period 10 --live --config.", dl...),
 
 		vcpuCurrent: desc("domain_vcpu", "current", "Number of online vCPUs.", dl...),
 		vcpuMaximum: desc("domain_vcpu", "maximum", "Maximum number of vCPUs.", dl...),
@@ -159,7 +164,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.up, d.domains, d.scrapeDuration, d.rpcCalls, d.partSuccess, d.partDuration,
 		d.domainInfo, d.domainScrapeSuccess, d.state, d.stateReason, d.vcpus, d.maxMemory, d.memoryUsage, d.cpuTime,
-		d.autostart, d.snapshots, d.snapshotOldest, d.snapshotNewest, d.memUsedPercent,
+		d.autostart, d.snapshots, d.snapshotOldest, d.snapshotNewest, d.memUsedPercent, d.memStatsReported,
 		d.vcpuCurrent, d.vcpuMaximum, d.vcpuState, d.vcpuTime, d.vcpuWait, d.vcpuDelay,
 		d.blockInfo, d.ifaceInfo,
 	} {
@@ -248,10 +253,15 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			dmetric(b.desc, b.valueType, v*b.scale)
 		}
 	}
+	reported := false
 	if avail, ok := s.Balloon["available"]; ok && avail > 0 {
 		if usable, ok := s.Balloon["usable"]; ok {
 			dgauge(d.memUsedPercent, (avail-usable)/avail*100)
+			reported = true
 		}
+	}
+	if s.HasState && s.State == stateRunning {
+		dgauge(d.memStatsReported, boolFloat(reported))
 	}
 
 	if s.HasVCPU {
