@@ -32,8 +32,11 @@ func Backups() *dashboard.DashboardBuilder {
 		},
 		{
 			kind: timeSeries, title: "Size of the newest successful backup", unit: "bytes", min: ptr(0),
-			description: "Apparent size (sparse holes included) of each job's newest successful backup over time. A drop under half the 7-day median alerts (BackupSizeDropped): data may be missing.",
-			queries:     []query{{expr: `vmhost_backup_last_success_size_bytes{` + sel + `}`, legend: "{{backup_job}}"}},
+			description: "Apparent size (sparse holes included) of each job's newest successful backup over time, and the median of the successful backups before it (dated_dir, file_glob). Under half of that median alerts (BackupSizeDropped): data may be missing.",
+			queries: []query{
+				{expr: `vmhost_backup_last_success_size_bytes{` + sel + `}`, legend: "{{backup_job}}"},
+				{expr: `vmhost_backup_previous_success_size_bytes{` + sel + `}`, legend: "{{backup_job}}: median of the previous"},
+			},
 		},
 		{
 			kind: timeSeries, title: "Disk usage of the newest successful backup", unit: "bytes", min: ptr(0),

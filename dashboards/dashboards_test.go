@@ -258,14 +258,18 @@ func TestEveryPanelReturnsData(t *testing.T) {
 
 	// Backups: a dated set holding the test-driver VMs' XML, and a
 	// restore log.
+	// Two nights of sets, so the size panel has a previous backup too.
 	dir := testenv.SharedTempDir(t)
-	set := filepath.Join(dir, "kvm", time.Now().Format("2006-01-02"))
-	for _, vm := range []string{"web1", "db1"} {
-		writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name></domain>\n")
+	for _, night := range []time.Time{time.Now().Add(-25 * time.Hour), time.Now().Add(-time.Hour)} {
+		set := filepath.Join(dir, "kvm", night.Format("2006-01-02"))
+		for _, vm := range []string{"web1", "db1"} {
+			writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name></domain>\n")
+		}
+		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("x", 4096))
+		at := night.Format("2006-01-02 15:04:05")
+		writeFile(t, filepath.Join(set, "backup.log"), at+" - === KVM ホストバックアップ開始 ===\n"+at+" - [5/5] バックアップ完了しました\n")
 	}
-	writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("x", 4096))
 	now := time.Now().Add(-time.Hour).Format("2006-01-02 15:04:05")
-	writeFile(t, filepath.Join(set, "backup.log"), now+" - === KVM ホストバックアップ開始 ===\n"+now+" - [5/5] バックアップ完了しました\n")
 	writeFile(t, filepath.Join(dir, "kvm_restore.log"), now+" - === KVM ホスト復元開始 ===\n"+now+" - 復元完了。必要であれば再起動してください。\n")
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+filepath.Join(dir, "kvm")+"\n    max_age: 8d\n"+

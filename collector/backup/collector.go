@@ -362,7 +362,7 @@ type descriptors struct {
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
 	vmLastRunSuccess                                               *prometheus.Desc
 	totalSize, totalDisk, totalFiles, totalUnreadable              *prometheus.Desc
-	successUnreadable                                              *prometheus.Desc
+	successUnreadable, prevSuccessSize, vmPrevSize                 *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
 }
 
@@ -396,6 +396,8 @@ func newDescriptors() descriptors {
 		vmMissingDisks:    d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
 		totalSize:         d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
 		totalDisk:         d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
+		prevSuccessSize:   d("previous_success_size_bytes", "Median apparent size of the up to 5 successful backups before the newest one (dated_dir sets, file_glob files): what BackupSizeDropped compares the newest successful backup with, per backup, not per time sample.", j),
+		vmPrevSize:        d("vm_previous_success_size_bytes", "Median size of the up to 5 successful backups of the VM before its newest one (vzdump archives).", j, "domain"),
 		successUnreadable: d("last_success_unreadable_dirs", "Directories in the newest successful set that could not be read (permissions, I/O errors): its sizes leave them out, they are partial (dated_dir).", j),
 		totalUnreadable:   d("total_unreadable_dirs", "Directories in all the job's sets that could not be read: the totals leave them out (dated_dir).", j),
 		totalFiles:        d("total_files", "Files in all the job's sets together (dated_dir).", j),
@@ -410,7 +412,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
-		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable,
+		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable, d.prevSuccessSize, d.vmPrevSize,
 		d.scanSuccess, d.scanDuration, d.scanTime,
 	} {
 		ch <- x
@@ -450,6 +452,9 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 				g(d.successUnreadable, float64(r.UnreadableDirs), job)
 			}
 		}
+		if data.HasPrevSize {
+			g(d.prevSuccessSize, float64(data.PrevSuccessSize), job)
+		}
 		if r.HasTransfer {
 			g(d.transferredBytes, r.TransferredBytes, job)
 			g(d.transferredFiles, r.TransferredFiles, job)
@@ -472,6 +477,9 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 		g(d.vmLastSuccess, ts(v.Time), job, label)
 		if v.HasSize {
 			g(d.vmSize, float64(v.SizeBytes), job, label)
+		}
+		if v.HasPrevSize {
+			g(d.vmPrevSize, float64(v.PrevSize), job, label)
 		}
 	}
 }

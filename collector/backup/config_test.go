@@ -68,3 +68,23 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestMedianOfPrevious(t *testing.T) {
+	for _, tc := range []struct {
+		sizes []int64
+		want  int64
+		ok    bool
+	}{
+		{nil, 0, false},
+		{[]int64{100}, 0, false},                              // only the newest: nothing to compare with
+		{[]int64{100, 10}, 100, true},                         // the newest (10) is not its own reference
+		{[]int64{100, 300, 10}, 200, true},                    // even count: mean of the middle two
+		{[]int64{1, 100, 100, 100, 100, 100, 10}, 100, true},  // only the last 5 before the newest
+		{[]int64{100, 5, 100, 100, 100, 100, 100}, 100, true}, // one odd backup does not move it
+	} {
+		got, ok := medianOfPrevious(tc.sizes)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("medianOfPrevious(%v) = %d, %v; want %d, %v", tc.sizes, got, ok, tc.want, tc.ok)
+		}
+	}
+}

@@ -133,6 +133,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	d.Total = &total
 
 	var successes []setRuns
+	var successSizes []int64 // apparent size of each successful set, oldest first
 	for i, c := range cands {
 		if sizes[i].Missing {
 			continue // vanished during the scan
@@ -156,9 +157,11 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		}
 		if c.lastSuccess() >= 0 {
 			successes = append(successes, c)
+			successSizes = append(successSizes, sizes[i].Apparent)
 		}
 	}
 	d.finish()
+	d.PrevSuccessSize, d.HasPrevSize = medianOfPrevious(successSizes)
 
 	coverVMs(d, successes, j)
 	return d, nil

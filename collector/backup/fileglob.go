@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -24,6 +25,7 @@ func scanFileGlob(j Job, _ time.Time, _ *time.Location) (*jobData, error) {
 		return nil, fmt.Errorf("glob %q: %w", j.Glob, err)
 	}
 	d := &jobData{VMs: map[string]vmBackup{}}
+	var files []run
 	for _, m := range matches {
 		info, err := os.Lstat(m)
 		if err != nil || !info.Mode().IsRegular() {
@@ -33,9 +35,18 @@ func scanFileGlob(j Job, _ time.Time, _ *time.Location) (*jobData, error) {
 		if err != nil {
 			continue
 		}
-		d.addSet(run{Start: mtime, End: mtime, Finished: true, Success: true,
+		files = append(files, run{Start: mtime, End: mtime, Finished: true, Success: true,
 			HasSize: true, SizeBytes: size, DiskBytes: disk, Files: 1})
 	}
+	// Oldest first: every file is a successful backup, and the size
+	// comparison needs them in the order they were made.
+	sort.SliceStable(files, func(a, b int) bool { return files[a].End.Before(files[b].End) })
+	sizes := make([]int64, len(files))
+	for i, r := range files {
+		d.addSet(r)
+		sizes[i] = r.SizeBytes
+	}
 	d.finish()
+	d.PrevSuccessSize, d.HasPrevSize = medianOfPrevious(sizes)
 	return d, nil
 }

@@ -1,6 +1,9 @@
 package backup
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // run is one backup (or restore) run as read from disk.
 type run struct {
@@ -26,6 +29,10 @@ type vmBackup struct {
 	Time      time.Time
 	HasSize   bool
 	SizeBytes int64
+	// PrevSize is the median apparent size of the VM's previous successful
+	// backups (vzdump), what BackupSizeDropped compares the newest with.
+	HasPrevSize bool
+	PrevSize    int64
 }
 
 // jobData is what one scan found out about a job.
@@ -40,6 +47,10 @@ type jobData struct {
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
 	VMLastRunOK  map[string]bool     // vzdump: each guest's newest finished attempt
 	Total        *treeSize           // all sets together (dated_dir)
+	// PrevSuccessSize is the median apparent size of the successful
+	// backups before the newest one (up to previousBackups of them).
+	HasPrevSize     bool
+	PrevSuccessSize int64
 }
 
 // add files r into the newest-run bookkeeping. Callers add runs oldest
@@ -96,4 +107,26 @@ type jobResult struct {
 	ScanDuration time.Duration
 	ScanTime     time.Time
 	Data         *jobData // from the last successful scan; nil before the first
+}
+
+// previousBackups is how many successful backups before the newest one the
+// size comparison looks at: enough that one odd backup does not move the
+// median, few enough to follow a real change of size within a week of
+// nightly runs.
+const previousBackups = 5
+
+// medianOfPrevious returns the median of the up to previousBackups sizes
+// before the last one of sizes (oldest first; the last is the newest
+// successful backup), and false when there is none.
+func medianOfPrevious(sizes []int64) (int64, bool) {
+	if len(sizes) < 2 {
+		return 0, false
+	}
+	prev := slices.Clone(sizes[max(0, len(sizes)-1-previousBackups) : len(sizes)-1])
+	slices.Sort(prev)
+	n := len(prev)
+	if n%2 == 1 {
+		return prev[n/2], true
+	}
+	return (prev[n/2-1] + prev[n/2]) / 2, true
 }

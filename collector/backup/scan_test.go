@@ -198,6 +198,9 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 		{"vmhost_backup_last_success_size_bytes", duBytes(t, true, good)},
 		{"vmhost_backup_last_success_disk_usage_bytes", duBytes(t, false, good)},
 		{"vmhost_backup_last_success_files", countFiles(t, good)},
+		// The one successful set before the newest: BackupSizeDropped's
+		// reference (issue 15: per backup, not per time sample).
+		{"vmhost_backup_previous_success_size_bytes", duBytes(t, true, filepath.Join(base, "2025-05-26"))},
 	}
 	for _, c := range checks {
 		if got := val(t, mf, c.name, j); got != c.want {
@@ -547,6 +550,12 @@ func TestVzdumpDirectory(t *testing.T) {
 		}
 	}
 	absent(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", map[string]string{"domain": "102"})
+	// Guest 100's previous archive (1000 bytes) is the reference for its
+	// newest (2000); guest 101 has only one successful archive.
+	if got := val(t, mf, "vmhost_backup_vm_previous_success_size_bytes", map[string]string{"backup_job": "pve", "domain": "100"}); got != 1000 {
+		t.Errorf("guest 100 previous success size = %v, want 1000", got)
+	}
+	absent(t, mf, "vmhost_backup_vm_previous_success_size_bytes", map[string]string{"backup_job": "pve", "domain": "101"})
 	for guest, want := range map[string]float64{"100": 1, "101": 0} {
 		if got := val(t, mf, "vmhost_backup_vm_last_run_success", map[string]string{"backup_job": "pve", "domain": guest}); got != want {
 			t.Errorf("guest %s last run success = %v, want %v", guest, got, want)
@@ -630,6 +639,8 @@ func TestFileGlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	newest, _ := os.Stat(filepath.Join(dir, "db-2025-05-28.sql.gz"))
+	first, _ := os.Stat(filepath.Join(dir, "db-2025-05-26.sql.gz"))
+	second, _ := os.Stat(filepath.Join(dir, "db-2025-05-27.sql.gz"))
 	job := Job{Name: "mysql-dumps", Type: TypeFileGlob, Glob: filepath.Join(dir, "*.sql.gz")}
 	j := map[string]string{"backup_job": "mysql-dumps"}
 	mf := scan(t, base.Add(time.Hour), job)
@@ -644,6 +655,8 @@ func TestFileGlob(t *testing.T) {
 		{"vmhost_backup_oldest_set_timestamp_seconds", float64(base.Add(-48 * time.Hour).Unix())},
 		{"vmhost_backup_last_run_success", 1},
 		{"vmhost_backup_running", 0},
+		// The median of the two dumps before the newest.
+		{"vmhost_backup_previous_success_size_bytes", float64((first.Size() + second.Size()) / 2)},
 	} {
 		if got := val(t, mf, c.name, j); got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, got, c.want)

@@ -89,6 +89,7 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	for guest, list := range byGuest {
 		sort.Slice(list, func(a, b int) bool { return list[a].start.Before(list[b].start) })
 		var newestSuccess *run
+		var archiveSizes []int64
 		for _, a := range list {
 			r := a.evaluate(now, time.Duration(j.RunningTimeout))
 			all = append(all, attemptRun{a, r})
@@ -96,13 +97,16 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 				d.countSet(r.Start) // what can be restored from
 				rr := r
 				newestSuccess = &rr
+				archiveSizes = append(archiveSizes, r.SizeBytes)
 			}
 			if r.Finished {
 				d.VMLastRunOK[guest] = r.Success
 			}
 		}
 		if newestSuccess != nil {
-			d.VMs[guest] = vmBackup{Time: newestSuccess.End, HasSize: true, SizeBytes: newestSuccess.SizeBytes}
+			vb := vmBackup{Time: newestSuccess.End, HasSize: true, SizeBytes: newestSuccess.SizeBytes}
+			vb.PrevSize, vb.HasPrevSize = medianOfPrevious(archiveSizes)
+			d.VMs[guest] = vb
 			total += newestSuccess.SizeBytes
 			totalDisk += newestSuccess.DiskBytes
 			guestsWithSuccess++
