@@ -416,3 +416,19 @@ func RequireRoot(t testing.TB, why string) {
 		Missing(t, "root", why)
 	}
 }
+
+// WaitOutput waits until the process has printed all of wants: its output
+// reaches the test through a pipe, so a line the process wrote before it
+// answered a request may arrive a moment after the answer.
+func (p *Process) WaitOutput(t testing.TB, timeout time.Duration, wants ...string) {
+	t.Helper()
+	Eventually(t, timeout, fmt.Sprintf("output containing %q", wants), func() (bool, string) {
+		out := p.Output()
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				return false, tail(out, 30)
+			}
+		}
+		return true, ""
+	})
+}
