@@ -18,12 +18,7 @@ import (
 // disks in it: vm-a by the newest set, vm-b by the older one only, vm-c
 // and vm-d by none; vm_missing_disks says why.
 func TestVMCoverageNeedsItsDisks(t *testing.T) {
-	testenv.LookPath(t, "rsync", "rsync")
-	testenv.LookPath(t, "virsh", "libvirt-clients")
-	src, env := hostSources(t)
-	base := t.TempDir()
-	env = append(env, "BACKUP_BASE="+base)
-	script, _ := filepath.Abs("testdata/kvm_backup.sh")
+	src, base, script, env := kvmBackupScript(t)
 	runCmd(t, append(env, "DATE=2025-05-27"), script)
 	if err := os.Remove(filepath.Join(src, "images", "vm-b-data.img")); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
 // TestRerunOnTheSameDay: kvm_backup.sh appends to its set's backup.log
@@ -17,12 +15,8 @@ import (
 // run failed and the last success is still the first run's end, never the
 // killed run's. The restore script's log behaves the same way.
 func TestRerunOnTheSameDay(t *testing.T) {
-	testenv.LookPath(t, "rsync", "rsync")
-	testenv.LookPath(t, "virsh", "libvirt-clients")
-	_, env := hostSources(t)
-	base := t.TempDir()
-	env = append(env, "BACKUP_BASE="+base, "DATE=2025-05-28")
-	script, _ := filepath.Abs("testdata/kvm_backup.sh")
+	_, base, script, env := kvmBackupScript(t)
+	env = append(env, "DATE=2025-05-28")
 	set := filepath.Join(base, "2025-05-28")
 	logPath := filepath.Join(set, "backup.log")
 

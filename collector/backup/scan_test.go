@@ -160,13 +160,22 @@ func hostSources(t *testing.T) (dir string, env []string) {
 	return dir, env
 }
 
-func TestDatedDirFromRealBackupScript(t *testing.T) {
+// kvmBackupScript prepares the operator's kvm_backup.sh to back up the
+// sources of hostSources into a temp dir: the sources, the backup base, the
+// script and its environment.
+func kvmBackupScript(t *testing.T) (src, base, script string, env []string) {
+	t.Helper()
 	testenv.LookPath(t, "rsync", "rsync")
 	testenv.LookPath(t, "virsh", "libvirt-clients")
-	_, env := hostSources(t)
-	base := t.TempDir()
+	src, env = hostSources(t)
+	base = t.TempDir()
 	env = append(env, "BACKUP_BASE="+base)
-	script, _ := filepath.Abs("testdata/kvm_backup.sh")
+	script, _ = filepath.Abs("testdata/kvm_backup.sh")
+	return src, base, script, env
+}
+
+func TestDatedDirFromRealBackupScript(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
 
 	runCmd(t, append(env, "DATE=2025-05-26"), script)
 	runCmd(t, append(env, "DATE=2025-05-27"), script)
