@@ -466,12 +466,7 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 	for _, vm := range slices.Sorted(maps.Keys(data.MissingDisks)) {
 		g(d.vmMissingDisks, float64(data.MissingDisks[vm]), job, labelSafe(vm))
 	}
-	vms := make([]string, 0, len(data.VMs))
-	for vm := range data.VMs {
-		vms = append(vms, vm)
-	}
-	sort.Strings(vms)
-	for _, vm := range vms {
+	for _, vm := range slices.Sorted(maps.Keys(data.VMs)) {
 		v := data.VMs[vm]
 		label := labelSafe(vm)
 		g(d.vmLastSuccess, ts(v.Time), job, label)
