@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,38 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p)
 	return s[i]
+}
+
+func ratio(base, ours time.Duration) string {
+	return strconv.FormatFloat(float64(base)/float64(ours), 'f', 1, 64) + "×"
+}
+
+// startGuests defines and starts n QEMU/TCG guests.
+func startGuests(t *testing.T, l *testenv.Libvirtd, n int) []string {
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i)
+		l.DefineQEMU(t, name, "app")
+		l.MustVirsh("qemu:///system", "start", name)
+		names = append(names, name)
+	}
+	return names
+}
+
+// waitComplete waits until every guest answers its monitor (RSS in its
+// stats): freshly started TCG guests are slow to.
+func waitComplete(t *testing.T, c *libvirt.Collector, names []string) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	testenv.Eventually(t, 5*time.Minute, "every guest complete", func() (bool, string) {
+		mf := testenv.Gather(t, reg)
+		for _, n := range names {
+			if _, ok := testenv.Value(mf, "libvirt_domain_memory_stats_rss_bytes", map[string]string{"domain": n}); !ok {
+				return false, n + " has no RSS yet"
+			}
+		}
+		return true, ""
+	})
 }
 
 func ms(d time.Duration) string {
@@ -233,7 +266,7 @@ func TestBenchmarkReport(t *testing.T) {
 	if os.Getenv("VMHOST_BENCH") == "" {
 		t.Skip("run by make bench (VMHOST_BENCH=1)")
 	}
-	lib := &report{header: []string{"scenario", "vmhost_exporter p50 / p95", "RPCs per scrape", "per-domain baseline (a) p50 / p95", "baseline RPCs", "speed-up vs (a)", "floor: 1 bulk RPC p50", "floor: virsh domstats --raw p50", "cold first scrape", "exporter peak RSS"}}
+	lib := &report{header: []string{"scenario", "vmhost_exporter p50 / p95", "RPCs per scrape", "one serial bulk call (--libvirt.stats-batches=1) p50", "per-domain baseline (a) p50 / p95", "baseline RPCs", "speed-up vs (a)", "floor: 1 bulk RPC p50", "floor: virsh domstats --raw p50", "cold first scrape", "exporter peak RSS"}}
 	for _, n := range []int{1000, 5000} {
 		t.Run(fmt.Sprintf("libvirt-%d", n), func(t *testing.T) {
 			l := testenv.StartLibvirtd(t)
@@ -243,6 +276,9 @@ func TestBenchmarkReport(t *testing.T) {
 			defer c.Close()
 			scrapes := 20
 			ex, rpcs, cold := scrapeExporter(t, c, scrapes)
+			sc := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 60 * time.Second, StatsBatches: 1}, quiet())
+			defer sc.Close()
+			serial, _, _ := scrapeExporter(t, sc, scrapes)
 			baseN := 10
 			if n > 1000 {
 				baseN = 5
@@ -252,31 +288,105 @@ func TestBenchmarkReport(t *testing.T) {
 			virsh := virshFloor(t, "test+unix://"+node+"?socket="+l.SockRO, 5)
 			rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+uri, "--libvirt.timeout=60s")
 			lib.add(fmt.Sprintf("%d test-driver domains", n), ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
-				strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
-				strconv.FormatFloat(baseRPCs, 'f', 0, 64),
-				strconv.FormatFloat(float64(percentile(base, .5))/float64(percentile(ex, .5)), 'f', 1, 64)+"×",
+				strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(serial, .5)), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
+				strconv.FormatFloat(baseRPCs, 'f', 0, 64), ratio(percentile(base, .5), percentile(ex, .5)),
 				ms(percentile(floor, .5)), ms(percentile(virsh, .5)), ms(cold), rss)
 		})
 	}
-	t.Run("qemu-5", func(t *testing.T) {
+
+	qemu := &report{header: []string{"scenario", "parallel lists (default) p50 / p95", "RPCs per scrape", "one serial bulk call p50 / p95", "speed-up vs serial", "per-domain baseline (a) p50 / p95", "speed-up vs (a)", "floor: virsh domstats --raw p50", "exporter peak RSS"}}
+	for _, n := range []int{8, 16} {
+		t.Run(fmt.Sprintf("qemu-%d", n), func(t *testing.T) {
+			l := testenv.StartLibvirtd(t)
+			names := startGuests(t, l, n)
+			c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second}, quiet())
+			defer c.Close()
+			sc := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second, StatsBatches: 1}, quiet())
+			defer sc.Close()
+			waitComplete(t, c, names)
+			// Alternate the three ways, so a guest's busy phase costs each alike.
+			var ex, serial, base []time.Duration
+			var rpcs float64
+			for range 5 {
+				d, r, _ := scrapeExporter(t, c, 10)
+				ex, rpcs = append(ex, d...), r
+				d, _, _ = scrapeExporter(t, sc, 10)
+				serial = append(serial, d...)
+				d, _ = perDomainBaseline(t, l.SockRO, "qemu:///system", 10)
+				base = append(base, d...)
+			}
+			virsh := virshFloor(t, "qemu+unix:///system?socket="+l.SockRO, 5)
+			rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
+			qemu.add(fmt.Sprintf("%d QEMU/TCG guests", n), ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
+				strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(serial, .5))+" / "+ms(percentile(serial, .95)),
+				ratio(percentile(serial, .5), percentile(ex, .5)),
+				ms(percentile(base, .5))+" / "+ms(percentile(base, .95)), ratio(percentile(base, .5), percentile(ex, .5)),
+				ms(percentile(virsh, .5)), rss)
+		})
+	}
+	t.Run("qemu-16-one-frozen", func(t *testing.T) {
 		l := testenv.StartLibvirtd(t)
-		for i := range 5 {
-			name := fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i)
-			l.DefineQEMU(t, name, "app")
-			l.MustVirsh("qemu:///system", "start", name)
-		}
-		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second}, quiet())
+		names := startGuests(t, l, 16)
+		const timeout = 5 * time.Second
+		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: timeout}, quiet())
 		defer c.Close()
-		ex, rpcs, cold := scrapeExporter(t, c, 20)
-		base, baseRPCs := perDomainBaseline(t, l.SockRO, "qemu:///system", 20)
-		floor := floorRPC(t, l.SockRO, "qemu:///system", 20)
-		virsh := virshFloor(t, "qemu+unix:///system?socket="+l.SockRO, 5)
-		rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
-		lib.add("5 QEMU/TCG domains", ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
-			strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
-			strconv.FormatFloat(baseRPCs, 'f', 0, 64),
-			strconv.FormatFloat(float64(percentile(base, .5))/float64(percentile(ex, .5)), 'f', 1, 64)+"×",
-			ms(percentile(floor, .5)), ms(percentile(virsh, .5)), ms(cold), rss)
+		waitComplete(t, c, names)
+		healthy, _, _ := scrapeExporter(t, c, 20)
+		pid := l.GuestPID(t, names[7])
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = syscall.Kill(pid, syscall.SIGCONT) }()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		start := time.Now()
+		first := testenv.Gather(t, reg)
+		firstTook := time.Since(start)
+		complete := 0
+		for _, n := range names {
+			if _, ok := testenv.Value(first, "libvirt_domain_memory_stats_rss_bytes", map[string]string{"domain": n}); ok {
+				complete++
+			}
+		}
+		frozenOK, _ := testenv.Value(first, "libvirt_domain_scrape_success", map[string]string{"domain": names[7]})
+		after, _, _ := scrapeExporter(t, c, 20)
+		qemu.add(fmt.Sprintf("16 QEMU/TCG guests, one frozen (SIGSTOP), --libvirt.timeout=%s", timeout),
+			fmt.Sprintf("first scrape after the freeze: %s (%d of 15 healthy guests complete, frozen guest scrape_success %v); later scrapes %s / %s", ms(firstTook), complete, frozenOK, ms(percentile(after, .5)), ms(percentile(after, .95))),
+			"", "", "", "before the freeze: "+ms(percentile(healthy, .5))+" / "+ms(percentile(healthy, .95)), "", "", "")
+	})
+
+	soak := &report{header: []string{"scenario", "scrapes", "p50", "p99", "p99 / p50", "max", "RPCs per scrape, background re-reads included"}}
+	t.Run("libvirt-1000-long", func(t *testing.T) {
+		runFor := 15 * time.Minute
+		if v := os.Getenv("VMHOST_BENCH_LONG"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runFor = d
+		}
+		const refresh, every = 3 * time.Minute, 10 * time.Second
+		l := testenv.StartLibvirtd(t)
+		uri := testenv.TestURI(nodeXML(t, 1000))
+		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 10 * time.Second, MetadataRefresh: refresh}, quiet())
+		defer c.Close()
+		_, _, _ = scrapeExporter(t, c, 1) // cold scrape and warm-up
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		before := c.RPCCalls()
+		var d []time.Duration
+		end := time.Now().Add(runFor)
+		for time.Now().Before(end) {
+			next := time.Now().Add(every)
+			start := time.Now()
+			testenv.Gather(t, reg)
+			d = append(d, time.Since(start))
+			time.Sleep(time.Until(next))
+		}
+		p50, p99 := percentile(d, .5), percentile(d, .99)
+		soak.add(fmt.Sprintf("1000 test-driver domains for %s, a scrape every %s, --libvirt.metadata-refresh-interval=%s", runFor, every, refresh),
+			strconv.Itoa(len(d)), ms(p50), ms(p99), strconv.FormatFloat(float64(p99)/float64(p50), 'f', 2, 64)+"×", ms(slices.Max(d)),
+			strconv.FormatFloat(float64(c.RPCCalls()-before)/float64(len(d)), 'f', 1, 64))
 	})
 
 	bk := &report{header: []string{"tree", "vmhost_exporter scan p50", "du -s p50", "du -s --apparent-size p50", "scan / du -s", "scrape p50 / p95 during a scan", "exporter peak RSS (with 1,000 domains)"}}
@@ -295,7 +405,8 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape\n\n%s\n### backup scan\n\n%s", machine(t), lib.markdown(), bk.markdown())
+	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape, test driver\n\n%s\n### libvirt scrape, real QEMU guests\n\n%s\n### libvirt scrape over a long run\n\n%s\n### backup scan\n\n%s",
+		machine(t), lib.markdown(), qemu.markdown(), soak.markdown(), bk.markdown())
 	fmt.Println(out.String())
 	if path := os.Getenv("VMHOST_BENCH_RECORD"); path != "" {
 		if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {

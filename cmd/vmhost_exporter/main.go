@@ -76,7 +76,9 @@ func run(args []string) int {
 		libvirtTimeout = durationFlag(app, "libvirt.timeout",
 			"Upper bound on the libvirt part of one scrape.", "5s")
 		libvirtMetadataRefresh = durationFlag(app, "libvirt.metadata-refresh-interval",
-			"How long cached domain XML (role, disks, interfaces, vCPUs) is reused before it is fetched again. New domains are always fetched at once.", "5m")
+			"Period within which cached domain XML (role, disks, interfaces, vCPUs) and snapshot times are re-read in the background. Domains named by a libvirt event (defined, started, metadata or devices changed) and new domains are read at the next scrape.", "5m")
+		libvirtStatsBatches = app.Flag("libvirt.stats-batches",
+			"Lists of running guests whose stats are asked for at once; libvirt asks the guests of one list one after the other. 1 is one serial call for all domains. Keep it below libvirtd's max_client_requests (default 5).").Default("4").Int()
 
 		backupEnabledSet bool
 		backupEnabled    = app.Flag("collector.backup",
@@ -106,6 +108,10 @@ func run(args []string) int {
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: error: %s, try --help\n", programName, err)
+		return 2
+	}
+	if *libvirtStatsBatches < 1 {
+		fmt.Fprintf(os.Stderr, "%s: error: --libvirt.stats-batches: must be at least 1, got %d, try --help\n", programName, *libvirtStatsBatches)
 		return 2
 	}
 	logger := promslog.New(promslogConfig)
@@ -176,6 +182,7 @@ func run(args []string) int {
 			URI:             *libvirtURI,
 			Timeout:         *libvirtTimeout,
 			MetadataRefresh: *libvirtMetadataRefresh,
+			StatsBatches:    *libvirtStatsBatches,
 		}, logger.With("collector", "libvirt"))
 		defer lc.Close()
 		if err := lc.Probe(); err != nil {

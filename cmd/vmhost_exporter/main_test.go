@@ -197,6 +197,7 @@ func TestStartupErrorsExitNonZeroWithClearMessage(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--no-such-flag"}, []string{"unknown long flag", "--no-such-flag"}},
 		{"bad duration", []string{"--libvirt.timeout=soon"}, []string{"libvirt.timeout"}},
+		{"no stats lists", []string{"--libvirt.stats-batches=0"}, []string{"--libvirt.stats-batches", "at least 1"}},
 		{"unreadable web config", []string{listen, "--web.config.file=" + missingWeb}, []string{"web configuration", missingWeb, "no such file"}},
 		{"web config is a directory", []string{listen, "--web.config.file=" + dir}, []string{"web configuration", dir}},
 		{"malformed web config", []string{listen, "--web.config.file=" + badYAML}, []string{"web configuration", badYAML}},
@@ -227,7 +228,7 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Errorf("--help: exit %d", code)
 	}
 	for _, flag := range []string{"--web.listen-address", "--web.config.file", "--web.telemetry-path",
-		"--[no-]collector.libvirt", "--libvirt.socket", "--libvirt.uri", "--libvirt.timeout",
+		"--[no-]collector.libvirt", "--libvirt.socket", "--libvirt.uri", "--libvirt.timeout", "--libvirt.stats-batches",
 		"--backup.config-file", "--[no-]backup.config-check", "--[no-]collector.disable-defaults",
 		"--path.procfs", "--[no-]collector.meminfo", "--log.level", "--log.format"} {
 		if !strings.Contains(out, flag) {

@@ -4,9 +4,20 @@
 // Design, against the known faults of other libvirt exporters:
 //   - one long-lived connection over the read-only socket, re-established
 //     on the next scrape after libvirtd restarts;
-//   - one bulk ConnectGetAllDomainStats call per scrape (with NOWAIT, so a
-//     domain busy with a job does not block the others) instead of several
-//     calls per domain; domain XML (role, disks, interfaces) is cached;
+//   - bulk ConnectGetAllDomainStats calls instead of several calls per
+//     domain: the running guests split into a few lists asked at once
+//     (libvirtd asks each guest's QEMU monitor in turn within one call, so
+//     one call costs the sum of the guests' round trips), the inactive
+//     domains in one more call; all with NOWAIT, so a domain busy with a
+//     job does not block the others (stats_batches.go);
+//   - a guest whose QEMU does not answer costs only itself: the other
+//     guests of its list are asked again on their own before the scrape
+//     ends, the hung one keeps its state series and reports
+//     libvirt_domain_scrape_success 0;
+//   - domain XML (role, disks, interfaces) and snapshot times are cached,
+//     refreshed when libvirt's domain events name a domain (events.go) and
+//     re-validated slowly in the background as a safety net
+//     (revalidate.go), so no scrape re-fetches every domain at once;
 //   - every scrape is bounded by Config.Timeout: when libvirtd does not answer
 //     in time the socket is closed, the scrape reports libvirt_up 0 and the
 //     rest of the exporter's metrics are served as usual;
@@ -15,13 +26,13 @@
 package libvirt
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,10 +40,17 @@ const namespace = "libvirt"
 
 // Config holds the flags of the libvirt collector.
 type Config struct {
-	Socket          string
-	URI             string
-	Timeout         time.Duration
+	Socket  string
+	URI     string
+	Timeout time.Duration
+	// MetadataRefresh is the period within which every cached domain XML
+	// and snapshot time is re-read in the background, even when no event
+	// named its domain.
 	MetadataRefresh time.Duration
+	// StatsBatches is how many stats calls for running guests are sent at
+	// once; 1 asks for every domain in one serial bulk call. libvirtd
+	// serves max_client_requests (default 5) calls of a connection at once.
+	StatsBatches int
 }
 
 // Collector implements prometheus.Collector for libvirt domains.
@@ -40,14 +58,19 @@ type Collector struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mu       sync.Mutex // guards sess, dialer and inflight
-	sess     *session
-	dialer   *trackingDialer // of the session being established or in use
-	inflight *gatherCall
+	mu         sync.Mutex // guards sess, connecting, inflight and connected
+	sess       *session
+	connecting *trackingDialer // of a session being established, for Close
+	inflight   *gatherCall
+	connected  bool // a session was established before: a new one may have missed events
 
 	cacheMu sync.Mutex
 	meta    map[string]cachedMeta      // by domain UUID
 	snaps   map[string]cachedSnapshots // by domain UUID
+	hung    map[string]time.Time       // guests whose stats call did not answer, since when; by UUID
+	changes map[string]uint64          // events naming a domain, by UUID; see cachedMeta
+
+	stopRevalidation context.CancelFunc
 
 	rpcCalls atomic.Uint64
 	failing  atomic.Bool // last scrape failed: log repeats at debug level only
@@ -55,10 +78,16 @@ type Collector struct {
 	d descriptors
 }
 
+// gatherCall is one gather, shared by the scrapes that wait for it.
+// dialer and finished are guarded by Collector.mu: a scrape whose timer
+// fires closes the dialer only while finished is false, so it can never
+// close the connection a newer gather already uses.
 type gatherCall struct {
-	done chan struct{}
-	res  *gatherResult
-	err  error
+	done     chan struct{}
+	res      *gatherResult
+	err      error
+	dialer   *trackingDialer
+	finished bool
 }
 
 // New returns a collector; it does not connect until the first scrape or
@@ -70,13 +99,22 @@ func New(cfg Config, logger *slog.Logger) *Collector {
 	if cfg.MetadataRefresh <= 0 {
 		cfg.MetadataRefresh = 5 * time.Minute
 	}
-	return &Collector{
-		cfg:    cfg,
-		logger: logger,
-		meta:   map[string]cachedMeta{},
-		snaps:  map[string]cachedSnapshots{},
-		d:      newDescriptors(),
+	if cfg.StatsBatches <= 0 {
+		cfg.StatsBatches = defaultStatsBatches
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Collector{
+		cfg:              cfg,
+		logger:           logger,
+		meta:             map[string]cachedMeta{},
+		snaps:            map[string]cachedSnapshots{},
+		hung:             map[string]time.Time{},
+		changes:          map[string]uint64{},
+		stopRevalidation: cancel,
+		d:                newDescriptors(),
+	}
+	go c.revalidateLoop(ctx)
+	return c
 }
 
 // Describe implements prometheus.Collector.
@@ -118,14 +156,15 @@ func (c *Collector) Probe() error {
 	return err
 }
 
-// Close ends the libvirt session.
+// Close ends the libvirt session and the background re-validation.
 func (c *Collector) Close() {
+	c.stopRevalidation()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sess.close()
 	c.sess = nil
-	if c.dialer != nil {
-		c.dialer.close()
+	if c.connecting != nil {
+		c.connecting.close()
 	}
 }
 
@@ -150,14 +189,27 @@ func (c *Collector) bounded() (*gatherResult, error) {
 	case <-call.done:
 		return call.res, call.err
 	case <-timer.C:
-		c.abort()
-		return nil, fmt.Errorf("libvirtd did not answer within %s; connection closed, a new one is opened on the next scrape", c.cfg.Timeout)
+		if testHookTimeout != nil {
+			testHookTimeout()
+		}
+		if c.abort(call) {
+			return nil, fmt.Errorf("libvirtd did not answer within %s; connection closed, a new one is opened on the next scrape", c.cfg.Timeout)
+		}
+		// The gather finished while the timer fired: its answer is good.
+		<-call.done
+		return call.res, call.err
 	}
 }
+
+// Test hooks: testHookTimeout runs when a scrape's timer has fired, before
+// it aborts; testHookSessionReady runs when a gather has its session,
+// before the first stats call.
+var testHookTimeout, testHookSessionReady func()
 
 func (c *Collector) runGather(call *gatherCall) {
 	defer func() {
 		c.mu.Lock()
+		call.finished = true
 		if c.inflight == call {
 			c.inflight = nil
 		}
@@ -165,13 +217,16 @@ func (c *Collector) runGather(call *gatherCall) {
 		close(call.done)
 	}()
 	start := time.Now()
-	lv, err := c.session()
+	s, err := c.session(call)
 	if err != nil {
 		call.err = err
 		return
 	}
-	call.res, call.err = c.gather(lv, start)
-	if call.err != nil && !lv.IsConnected() {
+	if testHookSessionReady != nil {
+		testHookSessionReady()
+	}
+	call.res, call.err = c.gather(s, start)
+	if call.err != nil && !s.lv.IsConnected() {
 		call.err = fmt.Errorf("connection to libvirtd lost: %w", call.err)
 	}
 }
@@ -179,38 +234,59 @@ func (c *Collector) runGather(call *gatherCall) {
 // session returns the live session or opens a new one. A session whose
 // socket was closed (libvirtd restarted, or aborted by a timeout) is
 // replaced here, which is what makes the collector recover on its own.
-func (c *Collector) session() (*golibvirt.Libvirt, error) {
+func (c *Collector) session(call *gatherCall) (*session, error) {
 	c.mu.Lock()
 	s := c.sess
-	c.mu.Unlock()
 	if s.alive() {
-		return s.lv, nil
+		call.dialer = s.dialer
+		c.mu.Unlock()
+		return s, nil
 	}
+	c.mu.Unlock()
 	s.close()
 	ns, err := connect(c.cfg.Socket, c.cfg.URI, c.cfg.Timeout, func(d *trackingDialer) {
 		c.mu.Lock()
-		c.dialer = d
+		c.connecting, call.dialer = d, d
 		c.mu.Unlock()
 	})
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.connecting = nil
 	if err != nil {
 		c.sess = nil
+		c.mu.Unlock()
 		return nil, err
 	}
 	c.sess = ns
+	reconnected := c.connected
+	c.connected = true
+	c.mu.Unlock()
 	c.logger.Info("Connected to libvirtd", "socket", c.cfg.Socket, "uri", c.cfg.URI)
-	return ns.lv, nil
+	if reconnected {
+		// Events sent while no session listened are lost: every cached
+		// XML and snapshot time is re-read, within the scrapes' budget.
+		c.markAllStale()
+	}
+	if err := c.subscribe(ns); err != nil {
+		c.logger.Warn("Cannot subscribe to libvirt domain events; cached domain XML is only re-validated every --libvirt.metadata-refresh-interval", "err", err)
+	}
+	return ns, nil
 }
 
-// abort closes the socket of the current or connecting session, which makes
-// go-libvirt fail every pending call so the stuck gather ends.
-func (c *Collector) abort() {
+// abort closes the socket of the session a still running gather uses,
+// which makes go-libvirt fail every pending call so the stuck gather ends.
+// It reports false, and closes nothing, when the gather has finished: a
+// session reused by a newer gather must not be torn down by an older
+// scrape's timer.
+func (c *Collector) abort(call *gatherCall) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dialer != nil {
-		c.dialer.close()
+	if call.finished {
+		return false
 	}
+	if call.dialer != nil {
+		call.dialer.close()
+	}
+	return true
 }
 
 // logTransition logs the first failure and the recovery at error / info

@@ -1,9 +1,11 @@
 package libvirt
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -47,6 +49,15 @@ func (d *trackingDialer) close() {
 type session struct {
 	lv     *golibvirt.Libvirt
 	dialer *trackingDialer
+
+	// ctx ends the session's event subscriptions.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// statsInFlight counts stats calls still waiting for libvirtd. Between
+	// gathers only calls left behind on a hung guest remain; each holds one
+	// of libvirtd's max_client_requests slots of this connection.
+	statsInFlight atomic.Int32
 }
 
 // connect opens a new session. The caller bounds the time it may take by
@@ -59,7 +70,8 @@ func connect(socket, uri string, timeout time.Duration, setDialer func(*tracking
 		d.close()
 		return nil, fmt.Errorf("connecting to %s via %s: %w", uri, socket, err)
 	}
-	return &session{lv: lv, dialer: d}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{lv: lv, dialer: d, ctx: ctx, cancel: cancel}, nil
 }
 
 func (s *session) alive() bool {
@@ -73,5 +85,6 @@ func (s *session) close() {
 	if s == nil {
 		return
 	}
+	s.cancel()
 	s.dialer.close()
 }

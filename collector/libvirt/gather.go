@@ -3,19 +3,11 @@ package libvirt
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 )
-
-// statsTypes are the stat groups one ConnectGetAllDomainStats call returns for
-// every domain. That one bulk call replaces the per-domain info, memory,
-// vCPU, block and interface calls that make other exporters slow.
-const statsTypes = golibvirt.DomainStatsState | golibvirt.DomainStatsCPUTotal |
-	golibvirt.DomainStatsBalloon | golibvirt.DomainStatsVCPU |
-	golibvirt.DomainStatsInterface | golibvirt.DomainStatsBlock
 
 // metadataConcurrency bounds parallel domain XML fetches: enough to hide the
 // round trip, and below libvirtd's default max_client_requests of 5 per
@@ -51,14 +43,26 @@ type gatherResult struct {
 	parts   map[string]partResult
 }
 
+// cachedMeta is a domain's parsed XML. seq is the domain's event count
+// (Collector.changes) when the fetch began: an event naming the domain, or
+// a reconnect that may have missed events, makes it stale, and the next
+// scrape fetches it again while serving the old copy. due is when the
+// background re-validation reads it again regardless.
 type cachedMeta struct {
-	meta    domainMeta
-	fetched time.Time
+	meta domainMeta
+	dom  golibvirt.Domain
+	seq  uint64
+	due  time.Time
 }
 
+// cachedSnapshots holds a domain's snapshot creation times by snapshot name,
+// with the same seq and due as cachedMeta: a snapshot deleted and
+// re-created under its old name gets its new time from either.
 type cachedSnapshots struct {
-	times   map[string]int64 // by snapshot name
-	fetched time.Time
+	times map[string]int64
+	dom   golibvirt.Domain
+	seq   uint64
+	due   time.Time
 }
 
 func formatUUID(u golibvirt.UUID) string {
@@ -68,26 +72,25 @@ func formatUUID(u golibvirt.UUID) string {
 // gather fetches everything one scrape needs. Only the stats part is
 // essential: when it fails the whole result is an error (libvirt_up 0).
 // The other parts degrade per domain.
-func (c *Collector) gather(lv *golibvirt.Libvirt, start time.Time) (*gatherResult, error) {
+func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	res := &gatherResult{parts: map[string]partResult{}}
+	lv := s.lv
 
 	t := time.Now()
-	c.rpcCalls.Add(1)
-	records, err := lv.ConnectGetAllDomainStats(nil, uint32(statsTypes), uint32(golibvirt.ConnectGetAllDomainsStatsNowait))
-	res.parts[partStats] = partResult{ok: err == nil, duration: time.Since(t)}
+	domains, err := c.gatherStats(s, start)
+	statsOK := err == nil
+	for _, d := range domains {
+		statsOK = statsOK && len(d.errs) == 0
+	}
+	res.parts[partStats] = partResult{ok: statsOK, duration: time.Since(t)}
 	if err != nil {
-		return res, fmt.Errorf("fetching domain stats: %w", err)
+		return res, err
 	}
-	byUUID := make(map[string]*domainResult, len(records))
-	for _, r := range records {
-		d := &domainResult{dom: r.Dom, name: r.Dom.Name, uuid: formatUUID(r.Dom.UUID), stats: parseDomainStats(r.Params)}
-		if _, dup := byUUID[d.uuid]; dup {
-			continue
-		}
+	res.domains = domains
+	byUUID := make(map[string]*domainResult, len(domains))
+	for _, d := range domains {
 		byUUID[d.uuid] = d
-		res.domains = append(res.domains, d)
 	}
-	sort.Slice(res.domains, func(i, j int) bool { return res.domains[i].name < res.domains[j].name })
 
 	t = time.Now()
 	err = c.gatherAutostart(lv, res.domains)
@@ -131,8 +134,9 @@ func (c *Collector) gatherAutostart(lv *golibvirt.Libvirt, domains []*domainResu
 }
 
 // gatherSnapshots asks libvirt once which domains have snapshots, then lists
-// the snapshots of only those. A snapshot's creation time never changes, so
-// its XML is fetched once per name and cached.
+// the snapshots of only those. A snapshot's XML is fetched once per name and
+// cached; a name deleted and re-created gets its new time when an event
+// names the domain or the background re-validation comes round.
 func (c *Collector) gatherSnapshots(lv *golibvirt.Libvirt, byUUID map[string]*domainResult) error {
 	c.rpcCalls.Add(1)
 	withSnaps, _, err := lv.ConnectListAllDomains(1, golibvirt.ConnectListDomainsHasSnapshot)
@@ -148,7 +152,7 @@ func (c *Collector) gatherSnapshots(lv *golibvirt.Libvirt, byUUID map[string]*do
 		if d == nil {
 			continue // defined after the stats call; next scrape has it
 		}
-		times, err := c.domainSnapshots(lv, dom, d.uuid)
+		times, err := c.domainSnapshots(lv, dom, d.uuid, false)
 		if err != nil {
 			d.snapshots = nil
 			d.errs = append(d.errs, "snapshots: "+err.Error())
@@ -160,20 +164,27 @@ func (c *Collector) gatherSnapshots(lv *golibvirt.Libvirt, byUUID map[string]*do
 	return errors.Join(errs...)
 }
 
-func (c *Collector) domainSnapshots(lv *golibvirt.Libvirt, dom golibvirt.Domain, uuid string) ([]int64, error) {
+// domainSnapshots reads a domain's snapshot times: every snapshot's XML when
+// forced or stale, only new snapshots' otherwise.
+func (c *Collector) domainSnapshots(lv *golibvirt.Libvirt, dom golibvirt.Domain, uuid string, force bool) ([]int64, error) {
 	c.rpcCalls.Add(1)
 	snaps, _, err := lv.DomainListAllSnapshots(dom, 1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("listing snapshots: %w", err)
 	}
 	c.cacheMu.Lock()
-	cached := c.snaps[uuid]
+	cached, known := c.snaps[uuid]
+	seq := c.changes[uuid]
 	c.cacheMu.Unlock()
-	fresh := cachedSnapshots{times: make(map[string]int64, len(snaps)), fetched: time.Now()}
+	stale := force || !known || cached.seq != seq
+	fresh := cachedSnapshots{times: make(map[string]int64, len(snaps)), dom: dom, seq: seq, due: cached.due}
+	if stale {
+		fresh.due = c.nextDue(uuid, time.Now())
+	}
 	out := make([]int64, 0, len(snaps))
 	for _, s := range snaps {
 		ct, ok := cached.times[s.Name]
-		if !ok {
+		if !ok || stale {
 			c.rpcCalls.Add(1)
 			doc, err := lv.DomainSnapshotGetXMLDesc(s, 0)
 			if err != nil {
@@ -193,19 +204,19 @@ func (c *Collector) domainSnapshots(lv *golibvirt.Libvirt, dom golibvirt.Domain,
 }
 
 // gatherMetadata attaches cached domain XML to each domain and fetches what
-// is missing or older than the refresh interval, in parallel, until budget.
+// is missing, stale (an event named the domain) or renamed, in parallel,
+// until budget.
 // Domains left without metadata still export their stats; the rest is
 // fetched by the next scrapes, so a cold start with thousands of domains
 // never blows the scrape timeout.
 func (c *Collector) gatherMetadata(lv *golibvirt.Libvirt, domains []*domainResult, budget time.Time) error {
-	now := time.Now()
 	var todo []*domainResult
 	c.cacheMu.Lock()
 	for _, d := range domains {
 		if m, ok := c.meta[d.uuid]; ok {
 			meta := m.meta
 			d.meta = &meta
-			if now.Sub(m.fetched) < c.cfg.MetadataRefresh && m.meta.Name == d.name {
+			if m.seq == c.changes[d.uuid] && m.meta.Name == d.name {
 				continue
 			}
 		}
@@ -255,23 +266,37 @@ func (c *Collector) gatherMetadata(lv *golibvirt.Libvirt, domains []*domainResul
 }
 
 func (c *Collector) fetchMeta(lv *golibvirt.Libvirt, d *domainResult) error {
-	c.rpcCalls.Add(1)
-	doc, err := lv.DomainGetXMLDesc(d.dom, 0)
-	if err != nil {
-		d.errs = append(d.errs, "xml: "+err.Error())
-		return fmt.Errorf("fetching XML: %w", err)
-	}
-	m, err := parseDomainXML(doc)
+	m, err := c.readMeta(lv, d.dom)
 	if err != nil {
 		d.errs = append(d.errs, "xml: "+err.Error())
 		return err
 	}
-	m.Name, m.UUID = d.name, d.uuid
 	d.meta = &m
-	c.cacheMu.Lock()
-	c.meta[d.uuid] = cachedMeta{meta: m, fetched: time.Now()}
-	c.cacheMu.Unlock()
 	return nil
+}
+
+// readMeta fetches and parses a domain's XML and caches it. An event that
+// names the domain while the XML is on its way leaves the entry stale, so
+// the change it announced is not lost.
+func (c *Collector) readMeta(lv *golibvirt.Libvirt, dom golibvirt.Domain) (domainMeta, error) {
+	uuid := formatUUID(dom.UUID)
+	c.cacheMu.Lock()
+	seq := c.changes[uuid]
+	c.cacheMu.Unlock()
+	c.rpcCalls.Add(1)
+	doc, err := lv.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		return domainMeta{}, fmt.Errorf("fetching XML: %w", err)
+	}
+	m, err := parseDomainXML(doc)
+	if err != nil {
+		return domainMeta{}, err
+	}
+	m.Name, m.UUID = dom.Name, uuid
+	c.cacheMu.Lock()
+	c.meta[uuid] = cachedMeta{meta: m, dom: dom, seq: seq, due: c.nextDue(uuid, time.Now())}
+	c.cacheMu.Unlock()
+	return m, nil
 }
 
 // pruneCaches forgets undefined domains so the caches never outgrow the
@@ -287,6 +312,11 @@ func (c *Collector) pruneCaches(present map[string]*domainResult) {
 	for id := range c.snaps {
 		if present[id] == nil {
 			delete(c.snaps, id)
+		}
+	}
+	for id := range c.changes {
+		if present[id] == nil {
+			delete(c.changes, id)
 		}
 	}
 }

@@ -28,6 +28,7 @@ var stateDescriptions = map[int]string{
 const (
 	stateRunning = 1
 	stateShutoff = 5
+	stateCrashed = 6
 )
 
 // deviceMetric maps one field of a block.N.* or net.N.* stats group to a metric.
