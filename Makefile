@@ -19,7 +19,7 @@ LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revisio
 # Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
 ARGS ?=
 
-.PHONY: all build run test test-deps lint fuzz bench soak dashboards demo clean
+.PHONY: all build run test test-deps lint fuzz bench soak dashboards demo clean package promtool3
 
 all: build
 
@@ -39,10 +39,11 @@ lint:
 	@command -v staticcheck >/dev/null 2>&1 || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 
-# Tests run against real libvirtd, QEMU, Prometheus and rclone; test-deps
-# installs them (as root) when missing.
-test: test-deps lint
-	$(GO) test -count=1 -timeout 30m ./...
+# Tests run against real libvirtd, QEMU, Prometheus, VictoriaMetrics and
+# rclone; test-deps installs them (as root) when missing. The rule tests also
+# run on Prometheus 3's promtool (promtool3).
+test: test-deps lint promtool3
+	VMHOST_PROMTOOL3=$(PROMTOOL3) $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 # Every parser's fuzz target for FUZZTIME each (go test -fuzz takes one
@@ -74,7 +75,36 @@ bench: test-deps
 	  $(GO) test -count=1 -v -timeout 90m -run '^TestBenchmarkReport$$' ./bench/
 
 clean:
-	rm -f $(BIN)
+	rm -rf $(BIN) $(DIST)
+
+# Prometheus 3's promtool, built from the github.com/prometheus/prometheus
+# module go.mod already requires (a tool dependency, so go.sum pins it),
+# into a cache directory: the rule unit tests run on it beside Debian's.
+CACHE       ?= $(CURDIR)/.cache
+PROM3_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/prometheus/prometheus)
+PROMTOOL3   := $(CACHE)/bin/promtool3
+promtool3: $(PROMTOOL3)
+$(PROMTOOL3): go.mod go.sum
+	$(GO) build -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat $(PROM3_DIR)/VERSION)" github.com/prometheus/prometheus/cmd/promtool
+
+# The .deb and .rpm (nfpm, pinned in go.mod as a tool), a release tarball in
+# node_exporter's layout and SHA256SUMS, all in $(DIST).
+DIST    ?= $(CURDIR)/dist
+RELEASE := vmhost_exporter-$(VERSION).linux-amd64
+package:
+	rm -rf $(DIST) && mkdir -p $(DIST)/stage/$(RELEASE)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/vmhost_exporter ./cmd/vmhost_exporter
+	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/vmhost_exporter.service
+	VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
+	VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target $(DIST)/
+	cp $(DIST)/stage/vmhost_exporter README.md $(DIST)/stage/$(RELEASE)/
+	mkdir -p $(DIST)/stage/$(RELEASE)/rules $(DIST)/stage/$(RELEASE)/dashboards
+	cp rules/*.yml $(DIST)/stage/$(RELEASE)/rules/
+	cp dashboards/*.json $(DIST)/stage/$(RELEASE)/dashboards/
+	cp -r examples deploy $(DIST)/stage/$(RELEASE)/
+	tar -C $(DIST)/stage -czf $(DIST)/$(RELEASE).tar.gz --owner=0 --group=0 $(RELEASE)
+	rm -rf $(DIST)/stage
+	cd $(DIST) && sha256sum *.deb *.rpm *.tar.gz >SHA256SUMS
 
 # The dashboards' JSON is generated from dashboards/*.go and committed.
 dashboards:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -251,7 +252,8 @@ func guestStats() http.Handler {
 
 // TestEveryPanelReturnsData: a real Prometheus with the shipped rules
 // scrapes a real exporter (host metrics, test-driver domains, backup jobs)
-// and every panel query, variables set to "All", returns data.
+// and every panel query, variables set to "All", returns data; so does
+// VictoriaMetrics fed by vmagent, with vmalert evaluating the same rules.
 func TestEveryPanelReturnsData(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
 	node, _ := filepath.Abs("../collector/libvirt/testdata/node.xml")
@@ -281,26 +283,30 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	t.Cleanup(balloon.Close)
 
 	rules, _ := filepath.Abs("../rules")
+	scrapeConfigs := `scrape_configs:
+  - job_name: vmhost
+    static_configs:
+      - targets: ['` + exporterAddr + `']
+  # Guest statistics of the exporter's VMs (see guestStats),
+  # labelled as if the exporter had reported them.
+  - job_name: guest-stats
+    static_configs:
+      - targets: ['` + strings.TrimPrefix(balloon.URL, "http://") + `']
+    relabel_configs:
+      - target_label: instance
+        replacement: '` + exporterAddr + `'
+      - target_label: job
+        replacement: vmhost
+`
 	prom := testenv.StartPrometheus(t, `global:
   scrape_interval: 1s
   evaluation_interval: 1s
 rule_files:
   - `+rules+`/*.yml
-scrape_configs:
-  - job_name: vmhost
-    static_configs:
-      - targets: ['`+exporterAddr+`']
-  # Guest statistics of the exporter's VMs (see guestStats),
-  # labelled as if the exporter had reported them.
-  - job_name: guest-stats
-    static_configs:
-      - targets: ['`+strings.TrimPrefix(balloon.URL, "http://")+`']
-    relabel_configs:
-      - target_label: instance
-        replacement: '`+exporterAddr+`'
-      - target_label: job
-        replacement: vmhost
-`)
+`+scrapeConfigs)
+	// The same scrape through vmagent into VictoriaMetrics, the shipped
+	// rules evaluated by vmalert.
+	vm := testenv.StartVictoriaMetrics(t, "global:\n  scrape_interval: 1s\n"+scrapeConfigs, rules+"/*.yml", "")
 
 	type pending struct{ where, expr string }
 	var todo []pending
@@ -321,27 +327,35 @@ scrape_configs:
 	}
 	sort.Slice(todo, func(a, b int) bool { return todo[a].where < todo[b].where })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for len(todo) > 0 && ctx.Err() == nil {
-		var left []pending
-		for _, q := range todo {
-			r, err := prom.Query(ctx, q.expr)
-			if err != nil {
-				t.Errorf("%s: %v", q.where, err)
-				continue
+	for _, engine := range []struct {
+		name string
+		api  testenv.QueryAPI
+	}{{"Prometheus", prom.QueryAPI}, {"VictoriaMetrics", vm.QueryAPI}} {
+		t.Run(engine.name, func(t *testing.T) {
+			left := slices.Clone(todo)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			for len(left) > 0 && ctx.Err() == nil {
+				var again []pending
+				for _, q := range left {
+					r, err := engine.api.Query(ctx, q.expr)
+					if err != nil {
+						t.Errorf("%s: %v", q.where, err)
+						continue
+					}
+					if len(r.Data.Result) == 0 {
+						again = append(again, q)
+					}
+				}
+				left = again
+				if len(left) > 0 {
+					time.Sleep(time.Second)
+				}
 			}
-			if len(r.Data.Result) == 0 {
-				left = append(left, q)
+			for _, q := range left {
+				t.Errorf("%s: no data for %s", q.where, q.expr)
 			}
-		}
-		todo = left
-		if len(todo) > 0 {
-			time.Sleep(time.Second)
-		}
-	}
-	for _, q := range todo {
-		t.Errorf("%s: no data for %s", q.where, q.expr)
+		})
 	}
 }
 

@@ -152,6 +152,7 @@ Hugepagesize:       2048 kB
 // notification must arrive with its labels and annotations, and resolve when
 // the condition is repaired.
 func TestAlertsReachTheReceiver(t *testing.T) {
+	t.Parallel() // its 5-minute swap alert overlaps the VictoriaMetrics run
 	l := testenv.StartLibvirtd(t)
 	dir := testenv.SharedTempDir(t)
 
@@ -207,29 +208,7 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 		"--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system", "--libvirt.timeout=2s")
 
 	hook := newWebhook(t)
-	am := testenv.StartAlertmanager(t, `route:
-  receiver: default
-  group_by: ['alertname', 'instance']
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-  routes:
-    - matchers: ['severity="critical"']
-      receiver: critical
-    - matchers: ['severity="warning"']
-      receiver: warning
-inhibit_rules:
-  - source_matchers: ['alertname="LibvirtDown"']
-    target_matchers: ['alertname=~"VM.+"']
-    equal: ['instance']
-receivers:
-  - name: default
-    webhook_configs: [{url: '`+hook.srv.URL+`/default', send_resolved: true}]
-  - name: critical
-    webhook_configs: [{url: '`+hook.srv.URL+`/critical', send_resolved: true}]
-  - name: warning
-    webhook_configs: [{url: '`+hook.srv.URL+`/warning', send_resolved: true}]
-`)
+	am := startAlertmanager(t, hook)
 	rules, _ := filepath.Abs("../rules")
 	testenv.StartPrometheus(t, `global:
   scrape_interval: 1s
@@ -309,6 +288,36 @@ scrape_configs:
 			t.Errorf("unexpected notification %s", m)
 		}
 	}
+}
+
+// startAlertmanager runs Alertmanager routing critical and warning alerts
+// to their own paths of the webhook, with the inhibition the README
+// recommends (LibvirtDown mutes the VM alerts of its instance).
+func startAlertmanager(t *testing.T, hook *webhook) string {
+	t.Helper()
+	return testenv.StartAlertmanager(t, `route:
+  receiver: default
+  group_by: ['alertname', 'instance']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: critical
+    - matchers: ['severity="warning"']
+      receiver: warning
+inhibit_rules:
+  - source_matchers: ['alertname="LibvirtDown"']
+    target_matchers: ['alertname=~"VM.+"']
+    equal: ['instance']
+receivers:
+  - name: default
+    webhook_configs: [{url: '`+hook.srv.URL+`/default', send_resolved: true}]
+  - name: critical
+    webhook_configs: [{url: '`+hook.srv.URL+`/critical', send_resolved: true}]
+  - name: warning
+    webhook_configs: [{url: '`+hook.srv.URL+`/warning', send_resolved: true}]
+`)
 }
 
 // killQEMU kills the VM's QEMU process, as the OOM killer would.

@@ -13,7 +13,20 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# VictoriaMetrics (victoria-metrics, vmagent, vmalert) comes from Debian's
+# victoria-metrics package, unpacked into the repository's cache instead of
+# installed: installing it would start a victoria-metrics service listening
+# on every address of the machine, and the tests start their own on
+# loopback.
+cache="${VMHOST_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}"
+vm_dir="$cache/victoria-metrics"
+vm_missing=false
+[ -x "$vm_dir/usr/bin/vmalert" ] || vm_missing=true
+
 if [ "$(id -u)" != 0 ]; then
+  if $vm_missing; then
+    echo "install-test-deps: not root; VictoriaMetrics missing from $vm_dir" >&2
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-deps: not root; missing packages: ${missing[*]}" >&2
     echo "install-test-deps: run as root or: apt-get install -y ${missing[*]}" >&2
@@ -21,10 +34,22 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 
+updated=false
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}"
   apt-get update -qq
+  updated=true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if $vm_missing; then
+  echo "install-test-deps: unpacking Debian's victoria-metrics into $vm_dir"
+  $updated || apt-get update -qq
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download -qq victoria-metrics >/dev/null)
+  rm -rf "$vm_dir" && mkdir -p "$vm_dir"
+  dpkg-deb -x "$tmp"/victoria-metrics_*.deb "$vm_dir"
 fi
 
 # The QEMU driver refuses to load without these accounts.

@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -67,8 +68,17 @@ type Collector struct {
 	cacheMu sync.Mutex
 	meta    map[string]cachedMeta      // by domain UUID
 	snaps   map[string]cachedSnapshots // by domain UUID
-	hung    map[string]time.Time       // guests whose stats call did not answer, since when; by UUID
 	changes map[string]uint64          // events naming a domain, by UUID; see cachedMeta
+	// known and runningByID are the last scrape's domains (by UUID) and
+	// running domains (by ID), for the cheap listing of the next.
+	known       map[golibvirt.UUID]golibvirt.Domain
+	runningByID map[int32]golibvirt.Domain
+	// runningCost is what the last scrape's calls for running domains took
+	// beyond a call that waits on no guest, summed; they returned
+	// runningRecs records. See listsPay.
+	runningCost time.Duration
+	runningRecs int
+	testOneCall bool // tests: one call for the running domains, as for a fast driver
 
 	stopRevalidation context.CancelFunc
 
@@ -108,7 +118,6 @@ func New(cfg Config, logger *slog.Logger) *Collector {
 		logger:           logger,
 		meta:             map[string]cachedMeta{},
 		snaps:            map[string]cachedSnapshots{},
-		hung:             map[string]time.Time{},
 		changes:          map[string]uint64{},
 		stopRevalidation: cancel,
 		d:                newDescriptors(),
@@ -263,7 +272,8 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	c.logger.Info("Connected to libvirtd", "socket", c.cfg.Socket, "uri", c.cfg.URI)
 	if reconnected {
 		// Events sent while no session listened are lost: every cached
-		// XML and snapshot time is re-read, within the scrapes' budget.
+		// XML and snapshot time is re-read, within the scrapes' budget;
+		// and running domains are listed by name once more.
 		c.markAllStale()
 	}
 	if err := c.subscribe(ns); err != nil {

@@ -55,6 +55,7 @@ func (c *Collector) domainChanged(uuid string) {
 func (c *Collector) markAllStale() {
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()
+	c.runningByID, c.runningRecs = nil, 0
 	for id := range c.meta {
 		c.changes[id]++
 	}

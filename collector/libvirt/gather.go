@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -65,8 +66,20 @@ type cachedSnapshots struct {
 	due   time.Time
 }
 
+// formatUUID writes a UUID in its canonical form; it runs for every domain
+// in every scrape, so without fmt.
 func formatUUID(u golibvirt.UUID) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:])
 }
 
 // gather fetches everything one scrape needs. Only the stats part is

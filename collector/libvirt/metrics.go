@@ -77,7 +77,7 @@ func newDescriptors() descriptors {
 		domains:        desc("", "domains", "Number of defined domains, running or not."),
 		scrapeDuration: desc("scrape", "duration_seconds", "Time the libvirt part of this scrape took."),
 		rpcCalls:       desc("", "rpc_calls_total", "libvirt RPCs made by the collector since the exporter started."),
-		partSuccess:    desc("scrape", "part_success", "Whether a part of the libvirt scrape succeeded: stats (essential), autostart, snapshots, metadata (domain XML).", "part"),
+		partSuccess:    desc("scrape", "part_success", "Whether a part of the libvirt scrape succeeded: stats (0 when any domain's stats are missing, e.g. a guest whose QEMU does not answer; libvirt_up says whether the scrape failed as a whole), autostart, snapshots, metadata (domain XML).", "part"),
 		partDuration:   desc("scrape", "part_duration_seconds", "Time a part of the libvirt scrape took.", "part"),
 
 		domainInfo:          desc("domain", "info", "Metadata of a domain; role comes from the domain's <metadata> (see README).", "domain", "uuid", "role"),

@@ -72,7 +72,7 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 	c.cacheMu.Unlock()
 
 	for _, dom := range metas {
-		if ctx.Err() != nil || !s.alive() {
+		if !c.waitForNoGather(ctx) || !s.alive() {
 			return
 		}
 		if _, err := c.readMeta(s.lv, dom); err != nil {
@@ -81,12 +81,32 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 		}
 	}
 	for _, dom := range snaps {
-		if ctx.Err() != nil || !s.alive() {
+		if !c.waitForNoGather(ctx) || !s.alive() {
 			return
 		}
 		if err := c.revalidateSnapshots(s.lv, dom); err != nil {
 			c.postpone(formatUUID(dom.UUID), now, true)
 			c.logger.Debug("Background re-validation of snapshot times failed", "domain", dom.Name, "err", err)
+		}
+	}
+}
+
+// waitForNoGather holds the background work while a scrape's gather runs,
+// so a re-read never competes with a scrape for libvirtd (on a small host
+// that showed as the slowest scrapes). It reports false when the collector
+// closes.
+func (c *Collector) waitForNoGather(ctx context.Context) bool {
+	for {
+		c.mu.Lock()
+		busy := c.inflight != nil
+		c.mu.Unlock()
+		if !busy {
+			return ctx.Err() == nil
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

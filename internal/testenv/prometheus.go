@@ -12,10 +12,16 @@ import (
 	"time"
 )
 
+// QueryAPI is a Prometheus-compatible HTTP query API: Prometheus', or
+// VictoriaMetrics'.
+type QueryAPI struct {
+	URL string
+}
+
 // Prometheus is a private Prometheus server (Debian's package) on loopback.
 type Prometheus struct {
 	*Process
-	URL string
+	QueryAPI
 }
 
 // StartPrometheus runs prometheus with the given configuration (YAML) and
@@ -23,8 +29,16 @@ type Prometheus struct {
 // are.
 func StartPrometheus(t testing.TB, config string) *Prometheus {
 	t.Helper()
-	p, url := startServer(t, "prometheus", "prometheus", config, "--storage.tsdb.path", "--web.enable-lifecycle")
-	return &Prometheus{Process: p, URL: url}
+	p, url := startServer(t, "prometheus", "prometheus", config, "--storage.tsdb.path", "", "--web.enable-lifecycle")
+	return &Prometheus{Process: p, QueryAPI: QueryAPI{URL: url}}
+}
+
+// StartPrometheusOn is StartPrometheus on an existing TSDB directory (blocks
+// written by the test), with extra flags.
+func StartPrometheusOn(t testing.TB, tsdbDir, config string, extra ...string) *Prometheus {
+	t.Helper()
+	p, url := startServer(t, "prometheus", "prometheus", config, "--storage.tsdb.path", tsdbDir, extra...)
+	return &Prometheus{Process: p, QueryAPI: QueryAPI{URL: url}}
 }
 
 // QueryResult is the part of /api/v1/query's answer the tests look at.
@@ -41,7 +55,7 @@ type QueryResult struct {
 }
 
 // Query runs an instant query.
-func (p *Prometheus) Query(ctx context.Context, q string) (*QueryResult, error) {
+func (p QueryAPI) Query(ctx context.Context, q string) (*QueryResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query?query="+url.QueryEscape(q), nil)
 	if err != nil {
 		return nil, err
@@ -65,14 +79,15 @@ func (p *Prometheus) Query(ctx context.Context, q string) (*QueryResult, error) 
 // on loopback, without clustering, and waits until it is ready.
 func StartAlertmanager(t testing.TB, config string) string {
 	t.Helper()
-	_, url := startServer(t, "prometheus-alertmanager", "prometheus-alertmanager", config, "--storage.path", "--cluster.listen-address=")
+	_, url := startServer(t, "prometheus-alertmanager", "prometheus-alertmanager", config, "--storage.path", "", "--cluster.listen-address=")
 	return url
 }
 
 // startServer runs a Prometheus-family server (they share --config.file and
-// --web.listen-address) with config in a temp dir, its data in
-// <dir>/data via dataFlag, on a free loopback port, and waits for /-/ready.
-func startServer(t testing.TB, bin, debianPackage, config, dataFlag string, extra ...string) (*Process, string) {
+// --web.listen-address) with config in a temp dir, its data in dataDir
+// (empty: <dir>/data) via dataFlag, on a free loopback port, and waits for
+// /-/ready.
+func startServer(t testing.TB, bin, debianPackage, config, dataFlag, dataDir string, extra ...string) (*Process, string) {
 	t.Helper()
 	path := LookPath(t, bin, debianPackage)
 	dir := t.TempDir()
@@ -81,9 +96,12 @@ func startServer(t testing.TB, bin, debianPackage, config, dataFlag string, extr
 		t.Fatal(err)
 	}
 	addr := FreePort(t)
-	args := append([]string{"--config.file=" + cfg, dataFlag + "=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr}, extra...)
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
+	args := append([]string{"--config.file=" + cfg, dataFlag + "=" + dataDir, "--web.listen-address=" + addr}, extra...)
 	p := Start(t, path, args...)
 	url := "http://" + addr
-	WaitHTTP(t, url+"/-/ready", 30*time.Second)
+	WaitHTTP(t, url+"/-/ready", 5*time.Minute)
 	return p, url
 }

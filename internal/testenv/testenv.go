@@ -432,3 +432,18 @@ func (p *Process) WaitOutput(t testing.TB, timeout time.Duration, wants ...strin
 		return true, ""
 	})
 }
+
+// Promtool3 is Prometheus 3's promtool that `make promtool3` builds from the
+// prometheus module in go.mod; make test passes its path in
+// VMHOST_PROMTOOL3.
+func Promtool3(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("VMHOST_PROMTOOL3")
+	if p == "" {
+		p = filepath.Join(RepoRoot(), ".cache", "bin", "promtool3")
+	}
+	if _, err := os.Stat(p); err != nil {
+		Missing(t, "promtool3 (Prometheus 3's promtool)", "make promtool3")
+	}
+	return p
+}

@@ -1,0 +1,48 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+// Series budgets per VM, the numbers docs/fleet.md sizes fleets with (a
+// running guest with 1 vCPU, 1 disk and 1 user-mode NIC, whose balloon
+// reports no guest statistics; a shut-off guest). A new per-VM metric must
+// raise them here on purpose, and docs/fleet.md with them: at 50,000 VMs
+// every series per VM is 50,000 series in the fleet's TSDB.
+const (
+	seriesBudgetRunningVM = 60
+	seriesBudgetStoppedVM = 16
+)
+
+// TestSeriesBudgetPerVM counts, in a real scrape of the exporter, the series
+// of a running and of a shut-off QEMU guest and holds them to the budget.
+func TestSeriesBudgetPerVM(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	running := fmt.Sprintf("vmhbudget-%d-run", os.Getpid())
+	stopped := fmt.Sprintf("vmhbudget-%d-off", os.Getpid())
+	l.DefineQEMU(t, running, "app")
+	l.DefineQEMU(t, stopped, "db")
+	l.MustVirsh("qemu:///system", "start", running)
+	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
+
+	var perDomain map[string]int
+	testenv.Eventually(t, 3*time.Minute, "the running guest complete", func() (bool, string) {
+		mf := testenv.Scrape(t, e.URL+"/metrics")
+		perDomain = testenv.SeriesByLabel(mf, "domain")
+		_, rss := testenv.Value(mf, "libvirt_domain_memory_stats_rss_bytes", map[string]string{"domain": running})
+		_, block := testenv.Value(mf, "libvirt_domain_block_stats_read_requests_total", map[string]string{"domain": running})
+		return rss && block, fmt.Sprintf("series by domain %v", perDomain)
+	})
+	t.Logf("series: running VM %d, stopped VM %d, host (no domain label) %d", perDomain[running], perDomain[stopped], perDomain[""])
+	if n := perDomain[running]; n > seriesBudgetRunningVM || n < seriesBudgetRunningVM*3/4 {
+		t.Errorf("a running VM has %d series; budget %d (and at least 3/4 of it, or the budget is stale): raise it on purpose and update docs/fleet.md", n, seriesBudgetRunningVM)
+	}
+	if n := perDomain[stopped]; n > seriesBudgetStoppedVM || n < seriesBudgetStoppedVM*3/4 {
+		t.Errorf("a shut-off VM has %d series; budget %d (and at least 3/4 of it, or the budget is stale): raise it on purpose and update docs/fleet.md", n, seriesBudgetStoppedVM)
+	}
+}
