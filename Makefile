@@ -85,7 +85,7 @@ PROM3_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/prometheus/prometh
 PROMTOOL3   := $(CACHE)/bin/promtool3
 promtool3: $(PROMTOOL3)
 $(PROMTOOL3): go.mod go.sum
-	$(GO) build -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat $(PROM3_DIR)/VERSION)" github.com/prometheus/prometheus/cmd/promtool
+	$(GO) build -tags remove_all_sd -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat $(PROM3_DIR)/VERSION)" github.com/prometheus/prometheus/cmd/promtool
 
 # The .deb and .rpm (nfpm, pinned in go.mod as a tool), a release tarball in
 # node_exporter's layout and SHA256SUMS, all in $(DIST).

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
@@ -189,6 +190,30 @@ func TestPromtoolUnitTests(t *testing.T) {
 					t.Fatalf("%s: promtool test rules %s: %v\n%s", engine, f, err, out)
 				}
 			})
+		}
+	}
+}
+
+// TestUnitTestsEvaluateUnderTheLookback: every unit test file evaluates
+// its rules more often than every 5 minutes. At 5 minutes Prometheus 3
+// (left-open lookback) loses recorded series between groups at random, so
+// a test would pass or fail by chance there; operators get the same advice
+// in the README.
+func TestUnitTestsEvaluateUnderTheLookback(t *testing.T) {
+	files, _ := filepath.Glob("tests/*.test.yml")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tf struct {
+			EvaluationInterval model.Duration `yaml:"evaluation_interval"`
+		}
+		if err := yaml.Unmarshal(data, &tf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if tf.EvaluationInterval == 0 || time.Duration(tf.EvaluationInterval) >= 5*time.Minute {
+			t.Errorf("%s: evaluation_interval %v; keep it under the 5m lookback", f, tf.EvaluationInterval)
 		}
 	}
 }
