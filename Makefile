@@ -91,13 +91,18 @@ $(PROMTOOL3): go.mod go.sum
 # node_exporter's layout and SHA256SUMS, all in $(DIST).
 DIST    ?= $(CURDIR)/dist
 RELEASE := vmhost_exporter-$(VERSION).linux-amd64
-package:
-	rm -rf $(DIST) && mkdir -p $(DIST)/stage/$(RELEASE)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/vmhost_exporter ./cmd/vmhost_exporter
-	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/vmhost_exporter.service
-	VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
-	VERSION=$(VERSION) DIST=$(DIST) $(GO) tool nfpm package --config packaging/nfpm.yaml --packager rpm --target $(DIST)/
-	cp $(DIST)/stage/vmhost_exporter README.md $(DIST)/stage/$(RELEASE)/
+NFPM    := $(CACHE)/bin/nfpm
+$(NFPM): go.mod go.sum
+	$(GO) build -o $@ github.com/goreleaser/nfpm/v2/cmd/nfpm
+package: $(NFPM)
+	rm -rf $(DIST) && mkdir -p $(DIST)/stage/pkg $(DIST)/stage/$(RELEASE)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/pkg/vmhost_exporter ./cmd/vmhost_exporter
+	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/pkg/vmhost_exporter.service
+	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default packaging/scripts \
+	  README.md docs/runbooks.md rules dashboards examples $(DIST)/stage/pkg/
+	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager deb --target $(DIST)/
+	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager rpm --target $(DIST)/
+	cp $(DIST)/stage/pkg/vmhost_exporter README.md $(DIST)/stage/$(RELEASE)/
 	mkdir -p $(DIST)/stage/$(RELEASE)/rules $(DIST)/stage/$(RELEASE)/dashboards
 	cp rules/*.yml $(DIST)/stage/$(RELEASE)/rules/
 	cp dashboards/*.json $(DIST)/stage/$(RELEASE)/dashboards/

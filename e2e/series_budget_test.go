@@ -15,7 +15,7 @@ import (
 // raise them here on purpose, and docs/fleet.md with them: at 50,000 VMs
 // every series per VM is 50,000 series in the fleet's TSDB.
 const (
-	seriesBudgetRunningVM = 60
+	seriesBudgetRunningVM = 36
 	seriesBudgetStoppedVM = 16
 )
 
