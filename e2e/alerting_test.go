@@ -124,6 +124,26 @@ func writeNode(t *testing.T, path string, web1State int) {
 	}
 }
 
+// swappingProcfs writes a procfs fixture under dir for the cpu, meminfo
+// and vmstat collectors: an idle CPU and 2 GiB of 4 GiB swap in use.
+func swappingProcfs(t *testing.T, dir string) string {
+	t.Helper()
+	procfs := filepath.Join(dir, "proc")
+	if err := os.MkdirAll(procfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeMeminfo(t, procfs, 2097152)
+	for name, content := range map[string]string{
+		"stat":   "cpu  100 0 100 10000 0 0 0 0 0 0\ncpu0 100 0 100 10000 0 0 0 0 0 0\n",
+		"vmstat": "pswpin 0\npswpout 0\n",
+	} {
+		if err := os.WriteFile(filepath.Join(procfs, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return procfs
+}
+
 func writeMeminfo(t *testing.T, procfs string, swapFreeKiB int) {
 	t.Helper()
 	content := fmt.Sprintf(`MemTotal:       16384000 kB
@@ -180,23 +200,11 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 		"--libvirt.timeout=2s", "--backup.config-file="+backupCfg, "--backup.scan-interval=1s")
 
 	// Host B: host metrics from a procfs fixture with 2 GiB of swap in use.
-	procfs := filepath.Join(dir, "proc")
-	if err := os.MkdirAll(procfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeMeminfo(t, procfs, 2097152)
 	// The host rules' thresholds used to hang on node_uname_info; since
 	// issue 15 they hang on vmhost_exporter_build_info, which every scrape
 	// has, so host B runs without the uname collector: only the collectors
 	// the host alerts read.
-	for name, content := range map[string]string{
-		"stat":   "cpu  100 0 100 10000 0 0 0 0 0 0\ncpu0 100 0 100 10000 0 0 0 0 0 0\n",
-		"vmstat": "pswpin 0\npswpout 0\n",
-	} {
-		if err := os.WriteFile(filepath.Join(procfs, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	procfs := swappingProcfs(t, dir)
 	hostB := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.vmstat", "--path.procfs="+procfs)
 
 	// Host C: a real QEMU/TCG VM on the same libvirtd, watched over

@@ -46,19 +46,7 @@ func TestAlertsThroughVictoriaMetrics(t *testing.T) {
 		"  - name: etc\n    type: file_glob\n    glob: "+fresh+"/*.tar.gz\n    max_age: 1h\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	procfs := filepath.Join(dir, "proc")
-	if err := os.MkdirAll(procfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeMeminfo(t, procfs, 2097152)
-	for name, content := range map[string]string{
-		"stat":   "cpu  100 0 100 10000 0 0 0 0 0 0\ncpu0 100 0 100 10000 0 0 0 0 0 0\n",
-		"vmstat": "pswpin 0\npswpout 0\n",
-	} {
-		if err := os.WriteFile(filepath.Join(procfs, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	procfs := swappingProcfs(t, dir)
 	hostB := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
 		"--collector.vmstat", "--path.procfs="+procfs, "--collector.backup", "--backup.config-file="+backupCfg,
 		"--backup.scan-interval=1s")

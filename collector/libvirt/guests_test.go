@@ -83,8 +83,7 @@ func TestBatchesMatchBulkCall(t *testing.T) {
 	}
 }
 
-// startGuests defines and starts n QEMU guests and waits until a collector
-// sees each with its memory figures from the monitor.
+// startGuests defines and starts n QEMU guests.
 func startGuests(t *testing.T, l *testenv.Libvirtd, prefix string, n int) []string {
 	t.Helper()
 	var names []string
@@ -97,8 +96,8 @@ func startGuests(t *testing.T, l *testenv.Libvirtd, prefix string, n int) []stri
 	return names
 }
 
-// complete reports which guests lack what a guest answering its monitor
-// has: RSS and block counters.
+// incomplete reports which guests lack what a guest answering its monitor
+// has: RSS, block counters and scrape_success 1.
 func incomplete(t *testing.T, reg prometheus.Gatherer, names []string) []string {
 	t.Helper()
 	mf := gather(t, reg)
