@@ -385,3 +385,34 @@ func TestSnapshotRecreated(t *testing.T) {
 		return v == 1_750_000_000, fmt.Sprint(v)
 	})
 }
+
+// TestUndefinedDomainLeavesNoTrace: `virsh undefine` between two scrapes.
+// The domain the last scrape knew is missing from this scrape's answers, so
+// it is asked on its own; libvirt says it does not exist, and it must
+// simply be gone, not show for a scrape as a domain whose stats failed.
+func TestUndefinedDomainLeavesNoTrace(t *testing.T) {
+	l := testenv.StartLibvirtd(t)
+	prefix := fmt.Sprintf("vmhgone-%d-", os.Getpid())
+	keep, gone := prefix+"keep", prefix+"gone"
+	l.DefineQEMU(t, keep, "app")
+	l.DefineQEMU(t, gone, "db")
+	c := New(Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 5 * time.Second}, testLogger())
+	reg := newRegistry(t, c)
+	if r := roles(t, reg); r[gone] != "db" {
+		t.Fatalf("roles = %v, want %s db", r, gone)
+	}
+
+	l.MustVirsh("qemu:///system", "undefine", gone)
+	mf := gather(t, reg)
+	for _, name := range []string{"libvirt_domain_scrape_success", "libvirt_domain_info", "libvirt_domain_info_state"} {
+		if v, ok := testenv.Value(mf, name, map[string]string{"domain": gone}); ok {
+			t.Errorf("scrape after undefine: %s{domain=%q} = %v, want no series", name, gone, v)
+		}
+	}
+	if v := mustValue(t, mf, "libvirt_domain_scrape_success", map[string]string{"domain": keep}); v != 1 {
+		t.Errorf("%s scrape_success = %v, want 1", keep, v)
+	}
+	if v := mustValue(t, mf, "libvirt_domains", nil); v != 1 {
+		t.Errorf("libvirt_domains = %v, want 1", v)
+	}
+}

@@ -182,10 +182,6 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, labels...)
-}
-
 // emitDomain writes every metric of one domain. Values libvirt did not report
 // are left out rather than exported as zero, except where zero is the truth
 // (CPU time of a shut-off domain).
@@ -193,24 +189,32 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	name := r.name
 	s := r.stats
 	dl := domainLabelPairs(name)
-	// dgauge and dmetric emit metrics labelled with the domain only.
-	dgauge := func(desc *prometheus.Desc, v float64) {
-		ch <- &domainMetric{desc: desc, typ: prometheus.GaugeValue, value: v, labels: dl}
+	// Room for every metric the record can give, so one allocation holds
+	// them all.
+	slab := metricSlab{free: make([]domainMetric, 16+len(s.Balloon)+4*len(s.VCPUs)+
+		(1+len(d.block))*len(s.Block)+(1+len(d.iface))*len(s.Net))}
+	emit := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels []*dto.LabelPair) {
+		ch <- slab.next(desc, vt, v, labels)
 	}
-	dmetric := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64) {
-		ch <- &domainMetric{desc: desc, typ: vt, value: v, labels: dl}
+	// dgauge and dmetric emit metrics labelled with the domain only.
+	dgauge := func(desc *prometheus.Desc, v float64) { emit(desc, prometheus.GaugeValue, v, dl) }
+	dmetric := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64) { emit(desc, vt, v, dl) }
+	// dgaugeWith adds labels to the domain's; given as name, value pairs
+	// in the order of their names, as Prometheus keeps them.
+	dgaugeWith := func(desc *prometheus.Desc, v float64, namesAndValues ...string) {
+		emit(desc, prometheus.GaugeValue, v, withLabels(dl, namesAndValues...))
 	}
 
 	dgauge(d.domainScrapeSuccess, boolFloat(len(r.errs) == 0 && s.HasState))
 	if r.meta != nil {
-		gauge(ch, d.domainInfo, 1, name, r.uuid, r.meta.Role)
+		dgaugeWith(d.domainInfo, 1, "role", r.meta.Role, "uuid", r.uuid)
 	}
 	if s.HasState {
 		desc, ok := stateDescriptions[s.State]
 		if !ok {
 			desc = "unknown state " + strconv.Itoa(s.State)
 		}
-		gauge(ch, d.state, float64(s.State), name, desc)
+		dgaugeWith(d.state, float64(s.State), "state_desc", desc)
 	}
 	if s.HasReason {
 		dgauge(d.stateReason, float64(s.Reason))
@@ -269,24 +273,24 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		dgauge(d.vcpuCurrent, s.VCPUCurrent)
 		dgauge(d.vcpuMaximum, s.VCPUMaximum)
 	}
-	for _, i := range slices.Sorted(maps.Keys(s.VCPUs)) {
+	for _, i := range ascending(s.VCPUs) {
 		f := s.VCPUs[i].Fields
 		vl := withLabel(dl, "vcpu", strconv.Itoa(i))
 		if v, ok := f["state"]; ok {
-			ch <- &domainMetric{desc: d.vcpuState, typ: prometheus.GaugeValue, value: v, labels: vl}
+			emit(d.vcpuState, prometheus.GaugeValue, v, vl)
 		}
 		for _, t := range []struct {
 			key  string
 			desc *prometheus.Desc
 		}{{"time", d.vcpuTime}, {"wait", d.vcpuWait}, {"delay", d.vcpuDelay}} {
 			if v, ok := f[t.key]; ok {
-				ch <- &domainMetric{desc: t.desc, typ: prometheus.CounterValue, value: v * 1e-9, labels: vl}
+				emit(t.desc, prometheus.CounterValue, v*1e-9, vl)
 			}
 		}
 	}
 
 	seen := map[string]bool{}
-	for _, i := range slices.Sorted(maps.Keys(s.Block)) {
+	for _, i := range ascending(s.Block) {
 		b := s.Block[i]
 		if b.Name == "" || seen[b.Name] {
 			continue // backing-chain entries repeat the name
@@ -296,16 +300,16 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		if r.meta != nil && src == "" {
 			src = r.meta.Disks[b.Name].SourceFile
 		}
-		gauge(ch, d.blockInfo, 1, name, b.Name, src)
+		dgaugeWith(d.blockInfo, 1, "source_file", src, "target_device", b.Name)
 		bl := withLabel(dl, "target_device", b.Name)
 		for _, m := range d.block {
 			if v, ok := b.Fields[m.field]; ok {
-				ch <- &domainMetric{desc: m.desc, typ: m.valueType, value: v * m.scale, labels: bl}
+				emit(m.desc, m.valueType, v*m.scale, bl)
 			}
 		}
 	}
 	clear(seen)
-	for _, i := range slices.Sorted(maps.Keys(s.Net)) {
+	for _, i := range ascending(s.Net) {
 		n := s.Net[i]
 		if n.Name == "" || seen[n.Name] {
 			continue
@@ -315,38 +319,61 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 		if r.meta != nil {
 			im = r.meta.Interfaces[n.Name]
 		}
-		gauge(ch, d.ifaceInfo, 1, name, n.Name, im.SourceBridge, strings.ToLower(im.MACAddress))
+		dgaugeWith(d.ifaceInfo, 1, "mac_address", strings.ToLower(im.MACAddress), "source_bridge", im.SourceBridge, "target_device", n.Name)
 		il := withLabel(dl, "target_device", n.Name)
 		for _, m := range d.iface {
 			if v, ok := n.Fields[m.field]; ok {
-				ch <- &domainMetric{desc: m.desc, typ: m.valueType, value: v * m.scale, labels: il}
+				emit(m.desc, m.valueType, v*m.scale, il)
 			}
 		}
 	}
 }
 
 // domainMetric is a const metric whose label pairs are shared by all the
-// metrics of one domain that carry only the domain label. Building the pair
-// once per domain instead of once per metric removes most of a scrape's
-// allocations at thousands of domains (see BenchmarkEmitDomain).
+// metrics of one domain that carry only the domain label, and whose value
+// lives in the metric itself. Building the pair once per domain, and the
+// metrics of a domain in one slab (metricSlab), removes most of a scrape's
+// allocations at thousands of domains: fewer allocations mean fewer GC
+// cycles and page faults inside a scrape, which is what made single
+// scrapes of a long run slow (see BenchmarkEmitDomain, docs/performance.md).
 type domainMetric struct {
-	desc   *prometheus.Desc
-	typ    prometheus.ValueType
-	value  float64
-	labels []*dto.LabelPair
+	desc    *prometheus.Desc
+	typ     prometheus.ValueType
+	value   float64
+	labels  []*dto.LabelPair
+	gauge   dto.Gauge
+	counter dto.Counter
 }
 
 func (m *domainMetric) Desc() *prometheus.Desc { return m.desc }
 
 func (m *domainMetric) Write(out *dto.Metric) error {
 	out.Label = m.labels
-	v := m.value
 	if m.typ == prometheus.CounterValue {
-		out.Counter = &dto.Counter{Value: &v}
+		m.counter.Value = &m.value
+		out.Counter = &m.counter
 	} else {
-		out.Gauge = &dto.Gauge{Value: &v}
+		m.gauge.Value = &m.value
+		out.Gauge = &m.gauge
 	}
 	return nil
+}
+
+// metricSlab hands out the metrics of one domain from one allocation.
+// A metric is never moved: should the slab run out, it is left to the
+// metrics already sent and a new one started.
+type metricSlab struct {
+	free []domainMetric
+}
+
+func (s *metricSlab) next(desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels []*dto.LabelPair) *domainMetric {
+	if len(s.free) == 0 {
+		s.free = make([]domainMetric, 8)
+	}
+	m := &s.free[0]
+	s.free = s.free[1:]
+	m.desc, m.typ, m.value, m.labels = desc, typ, v, labels
+	return m
 }
 
 func domainLabelPairs(name string) []*dto.LabelPair {
@@ -357,6 +384,34 @@ func domainLabelPairs(name string) []*dto.LabelPair {
 // withLabel returns the domain's pairs plus one more label, which must sort
 // after "domain" (target_device, vcpu).
 func withLabel(domain []*dto.LabelPair, name, value string) []*dto.LabelPair {
-	v := strings.ToValidUTF8(value, "\uFFFD")
-	return []*dto.LabelPair{domain[0], {Name: &name, Value: &v}}
+	return withLabels(domain, name, value)
+}
+
+// withLabels returns the domain's pairs plus more, given as name, value,
+// name, value... with the names in ascending order after "domain", the
+// order Prometheus keeps label pairs in.
+func withLabels(domain []*dto.LabelPair, namesAndValues ...string) []*dto.LabelPair {
+	n := len(namesAndValues) / 2
+	pairs := make([]dto.LabelPair, n)
+	out := make([]*dto.LabelPair, 1, n+1)
+	out[0] = domain[0]
+	for i := range pairs {
+		namesAndValues[2*i+1] = strings.ToValidUTF8(namesAndValues[2*i+1], "\uFFFD")
+		pairs[i].Name, pairs[i].Value = &namesAndValues[2*i], &namesAndValues[2*i+1]
+		out = append(out, &pairs[i])
+	}
+	return out
+}
+
+// ascending returns the keys of a map of device or vCPU indexes in order.
+// libvirt numbers them 0 to n-1, so the usual case needs no sort.
+func ascending[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for i := 0; i < len(m); i++ {
+		if _, ok := m[i]; !ok {
+			return slices.Sorted(maps.Keys(m))
+		}
+		keys = append(keys, i)
+	}
+	return keys
 }

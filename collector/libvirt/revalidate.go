@@ -93,20 +93,20 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 
 // waitForNoGather holds the background work while a scrape's gather runs,
 // so a re-read never competes with a scrape for libvirtd (on a small host
-// that showed as the slowest scrapes). It reports false when the collector
-// closes.
+// that showed as the slowest scrapes); it resumes the moment the gather
+// ends. It reports false when the collector closes.
 func (c *Collector) waitForNoGather(ctx context.Context) bool {
 	for {
 		c.mu.Lock()
-		busy := c.inflight != nil
+		call := c.inflight
 		c.mu.Unlock()
-		if !busy {
+		if call == nil {
 			return ctx.Err() == nil
 		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(5 * time.Millisecond):
+		case <-call.done:
 		}
 	}
 }

@@ -209,6 +209,7 @@ func (c *Collector) gatherStats(s *session, start time.Time) ([]*domainResult, e
 		recs = append(recs, more...)
 		failed = errs
 	}
+	c.remember(recs)
 	return c.domainResults(recs, append(running, retry...), failed), nil
 }
 
@@ -261,18 +262,11 @@ func (c *Collector) runningDomains(s *session) ([]golibvirt.Domain, error) {
 const remoteDomainIDListMax = 16384
 
 // slippedThrough returns the domains the last scrape saw that are neither
-// in recs nor in asked; it remembers this scrape's running domains by ID
-// for the next listing.
+// in recs nor in asked.
 func (c *Collector) slippedThrough(recs []golibvirt.DomainStatsRecord, asked []golibvirt.Domain) []golibvirt.Domain {
 	seen := make(map[golibvirt.UUID]bool, len(recs)+len(asked))
-	byID := make(map[int32]golibvirt.Domain)
-	known := make(map[golibvirt.UUID]golibvirt.Domain, len(recs))
 	for _, r := range recs {
 		seen[r.Dom.UUID] = true
-		known[r.Dom.UUID] = r.Dom
-		if r.Dom.ID > 0 {
-			byID[r.Dom.ID] = r.Dom
-		}
 	}
 	for _, d := range asked {
 		seen[d.UUID] = true
@@ -285,8 +279,24 @@ func (c *Collector) slippedThrough(recs []golibvirt.DomainStatsRecord, asked []g
 			out = append(out, d)
 		}
 	}
-	c.known, c.runningByID = known, byID
 	return out
+}
+
+// remember keeps the domains of this scrape's records, those asked one by
+// one included, for the next scrape's cheap listing: all of them by UUID,
+// the running ones by ID.
+func (c *Collector) remember(recs []golibvirt.DomainStatsRecord) {
+	known := make(map[golibvirt.UUID]golibvirt.Domain, len(recs))
+	byID := make(map[int32]golibvirt.Domain)
+	for _, r := range recs {
+		known[r.Dom.UUID] = r.Dom
+		if r.Dom.ID > 0 {
+			byID[r.Dom.ID] = r.Dom
+		}
+	}
+	c.cacheMu.Lock()
+	c.known, c.runningByID = known, byID
+	c.cacheMu.Unlock()
 }
 
 // askOneByOne asks each domain in a call of its own, a few at a time, until
