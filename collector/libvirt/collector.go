@@ -59,11 +59,15 @@ type Collector struct {
 	cfg    Config
 	logger *slog.Logger
 
-	mu         sync.Mutex // guards sess, connecting, inflight and connected
+	mu         sync.Mutex // guards sess, connecting, inflight, connected, scrapes and quiet
 	sess       *session
 	connecting *trackingDialer // of a session being established, for Close
 	inflight   *gatherCall
 	connected  bool // a session was established before: a new one may have missed events
+	// scrapes counts the Collect calls running; quiet is closed when the
+	// count drops to zero. The background re-validation waits for it.
+	scrapes int
+	quiet   chan struct{}
 
 	cacheMu sync.Mutex
 	meta    map[string]cachedMeta      // by domain UUID
@@ -134,6 +138,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
+	c.beginScrape()
+	defer c.endScrape()
 	res, err := c.bounded()
 	up := 1.0
 	if err != nil {
@@ -155,6 +161,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(c.d.rpcCalls, prometheus.CounterValue, float64(c.rpcCalls.Load()))
 	ch <- prometheus.MustNewConstMetric(c.d.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+// beginScrape and endScrape bracket a Collect, for waitForNoScrape.
+func (c *Collector) beginScrape() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.scrapes == 0 {
+		c.quiet = make(chan struct{})
+	}
+	c.scrapes++
+}
+
+func (c *Collector) endScrape() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scrapes--
+	if c.scrapes == 0 {
+		close(c.quiet)
+	}
 }
 
 // Probe connects once, so the exporter can say at start-up whether libvirt

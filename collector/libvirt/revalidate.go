@@ -72,7 +72,7 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 	c.cacheMu.Unlock()
 
 	for _, dom := range metas {
-		if !c.waitForNoGather(ctx) || !s.alive() {
+		if !c.waitForNoScrape(ctx) || !s.alive() {
 			return
 		}
 		if _, err := c.readMeta(s.lv, dom); err != nil {
@@ -81,7 +81,7 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 		}
 	}
 	for _, dom := range snaps {
-		if !c.waitForNoGather(ctx) || !s.alive() {
+		if !c.waitForNoScrape(ctx) || !s.alive() {
 			return
 		}
 		if err := c.revalidateSnapshots(s.lv, dom); err != nil {
@@ -91,22 +91,31 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 	}
 }
 
-// waitForNoGather holds the background work while a scrape's gather runs,
-// so a re-read never competes with a scrape for libvirtd (on a small host
-// that showed as the slowest scrapes); it resumes the moment the gather
-// ends. It reports false when the collector closes.
-func (c *Collector) waitForNoGather(ctx context.Context) bool {
+// waitForNoScrape holds the background work while a scrape runs, from its
+// libvirt calls to the last metric it sends (or while Probe's gather runs),
+// so a re-read never competes with a scrape for libvirtd or the CPU (on a
+// small host that showed as the slowest scrapes); it resumes the moment the
+// scrape ends. Scrapes that overlap without pause would starve it; events
+// still mark changed domains then. It reports false when the collector
+// closes.
+func (c *Collector) waitForNoScrape(ctx context.Context) bool {
 	for {
 		c.mu.Lock()
-		call := c.inflight
+		var wait <-chan struct{}
+		switch {
+		case c.scrapes > 0:
+			wait = c.quiet
+		case c.inflight != nil: // Probe's gather
+			wait = c.inflight.done
+		}
 		c.mu.Unlock()
-		if call == nil {
+		if wait == nil {
 			return ctx.Err() == nil
 		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-call.done:
+		case <-wait:
 		}
 	}
 }
