@@ -64,18 +64,6 @@ func ratio(base, ours time.Duration) string {
 	return strconv.FormatFloat(float64(base)/float64(ours), 'f', 1, 64) + "×"
 }
 
-// startGuests defines and starts n QEMU/TCG guests.
-func startGuests(t *testing.T, l *testenv.Libvirtd, n int) []string {
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("vmhbench-%d-%d", os.Getpid(), i)
-		l.DefineQEMU(t, name, "app")
-		l.MustVirsh("qemu:///system", "start", name)
-		names = append(names, name)
-	}
-	return names
-}
-
 // waitComplete waits until every guest answers its monitor (RSS in its
 // stats): freshly started TCG guests are slow to.
 func waitComplete(t *testing.T, c *libvirt.Collector, names []string) {
@@ -306,7 +294,7 @@ func TestBenchmarkReport(t *testing.T) {
 	for _, n := range []int{8, 16} {
 		t.Run(fmt.Sprintf("qemu-%d", n), func(t *testing.T) {
 			l := testenv.StartLibvirtd(t)
-			names := startGuests(t, l, n)
+			names := l.StartGuests(t, fmt.Sprintf("vmhbench-%d-", os.Getpid()), n)
 			c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second}, quiet())
 			defer c.Close()
 			sc := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second, StatsBatches: 1}, quiet())
@@ -334,7 +322,7 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	t.Run("qemu-16-one-frozen", func(t *testing.T) {
 		l := testenv.StartLibvirtd(t)
-		names := startGuests(t, l, 16)
+		names := l.StartGuests(t, fmt.Sprintf("vmhbench-%d-", os.Getpid()), 16)
 		const timeout = 5 * time.Second
 		c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: timeout}, quiet())
 		defer c.Close()

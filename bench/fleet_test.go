@@ -25,25 +25,13 @@ import (
 // of a running QEMU guest (1 vCPU, 1 disk, a user-mode NIC), of a shut-off
 // one, of a test-driver domain's bridged NIC, and of the host.
 func benchSeries(t *testing.T, fleet *report) {
-	l := testenv.StartLibvirtd(t)
-	running := fmt.Sprintf("vmhfleet-%d-run", os.Getpid())
-	stopped := fmt.Sprintf("vmhfleet-%d-off", os.Getpid())
-	l.DefineQEMU(t, running, "app")
-	l.DefineQEMU(t, stopped, "db")
-	l.MustVirsh("qemu:///system", "start", running)
 	backups := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
 	if err := os.WriteFile(backups, []byte("jobs:\n  - name: etc\n    type: file_glob\n    glob: /etc/*.conf\n    max_age: 1d\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system", "--backup.config-file="+backups)
-	var perDomain, perDevice map[string]int
-	testenv.Eventually(t, 3*time.Minute, "the running guest complete", func() (bool, string) {
-		mf := testenv.Scrape(t, e.URL+"/metrics")
-		perDomain = testenv.SeriesByLabel(mf, "domain")
-		perDevice = testenv.DomainSeriesByLabel(mf, running, "target_device")
-		_, rss := testenv.Value(mf, "libvirt_domain_memory_stats_rss_bytes", map[string]string{"domain": running})
-		return rss && perDevice["vda"] > 0, fmt.Sprint(perDomain)
-	})
+	mf, running, stopped := testenv.ScrapeGuestPair(t, fmt.Sprintf("vmhfleet-%d-", os.Getpid()), "--backup.config-file="+backups)
+	perDomain := testenv.SeriesByLabel(mf, "domain")
+	perDevice := testenv.DomainSeriesByLabel(mf, running, "target_device")
 
 	fleet.add("series per running VM (1 vCPU, 1 disk; balloon without guest statistics)", strconv.Itoa(perDomain[running]))
 	fleet.add("series per shut-off VM", strconv.Itoa(perDomain[stopped]))

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
@@ -22,22 +21,8 @@ const (
 // TestSeriesBudgetPerVM counts, in a real scrape of the exporter, the series
 // of a running and of a shut-off QEMU guest and holds them to the budget.
 func TestSeriesBudgetPerVM(t *testing.T) {
-	l := testenv.StartLibvirtd(t)
-	running := fmt.Sprintf("vmhbudget-%d-run", os.Getpid())
-	stopped := fmt.Sprintf("vmhbudget-%d-off", os.Getpid())
-	l.DefineQEMU(t, running, "app")
-	l.DefineQEMU(t, stopped, "db")
-	l.MustVirsh("qemu:///system", "start", running)
-	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
-
-	var perDomain map[string]int
-	testenv.Eventually(t, 3*time.Minute, "the running guest complete", func() (bool, string) {
-		mf := testenv.Scrape(t, e.URL+"/metrics")
-		perDomain = testenv.SeriesByLabel(mf, "domain")
-		_, rss := testenv.Value(mf, "libvirt_domain_memory_stats_rss_bytes", map[string]string{"domain": running})
-		_, block := testenv.Value(mf, "libvirt_domain_block_stats_read_requests_total", map[string]string{"domain": running})
-		return rss && block, fmt.Sprintf("series by domain %v", perDomain)
-	})
+	mf, running, stopped := testenv.ScrapeGuestPair(t, fmt.Sprintf("vmhbudget-%d-", os.Getpid()))
+	perDomain := testenv.SeriesByLabel(mf, "domain")
 	t.Logf("series: running VM %d, stopped VM %d, host (no domain label) %d", perDomain[running], perDomain[stopped], perDomain[""])
 	if n := perDomain[running]; n > seriesBudgetRunningVM || n < seriesBudgetRunningVM*3/4 {
 		t.Errorf("a running VM has %d series; budget %d (and at least 3/4 of it, or the budget is stale): raise it on purpose and update docs/fleet.md", n, seriesBudgetRunningVM)

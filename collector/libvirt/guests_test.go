@@ -83,19 +83,6 @@ func TestBatchesMatchBulkCall(t *testing.T) {
 	}
 }
 
-// startGuests defines and starts n QEMU guests.
-func startGuests(t *testing.T, l *testenv.Libvirtd, prefix string, n int) []string {
-	t.Helper()
-	var names []string
-	for i := range n {
-		name := fmt.Sprintf("%s%d", prefix, i)
-		l.DefineQEMU(t, name, "app")
-		l.MustVirsh("qemu:///system", "start", name)
-		names = append(names, name)
-	}
-	return names
-}
-
 // incomplete reports which guests lack what a guest answering its monitor
 // has: RSS, block counters and scrape_success 1.
 func incomplete(t *testing.T, reg prometheus.Gatherer, names []string) []string {
@@ -125,7 +112,7 @@ func incomplete(t *testing.T, reg prometheus.Gatherer, names []string) []string 
 // parallel lists and the serial bulk call give the same series.
 func TestHungGuestCostsOnlyItself(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
-	names := startGuests(t, l, fmt.Sprintf("vmhhung-%d-", os.Getpid()), 6)
+	names := l.StartGuests(t, fmt.Sprintf("vmhhung-%d-", os.Getpid()), 6)
 	l.DefineQEMU(t, names[0]+"-off", "db") // an inactive domain too
 
 	const timeout = 4 * time.Second

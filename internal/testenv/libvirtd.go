@@ -352,6 +352,20 @@ const QEMUDomainXML = `<domain type='qemu'>
 </domain>
 `
 
+// StartGuests defines and starts n QEMU/TCG guests named prefix0,
+// prefix1..., role app, and returns their names.
+func (l *Libvirtd) StartGuests(t testing.TB, prefix string, n int) []string {
+	t.Helper()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i)
+		l.DefineQEMU(t, name, "app")
+		l.MustVirsh("qemu:///system", "start", name)
+		names = append(names, name)
+	}
+	return names
+}
+
 // DefineQEMU defines a QEMU/TCG domain with a sparse 16 MiB disk in the
 // daemon's directory; it ends with the daemon's namespace.
 // It returns the disk's path.
