@@ -134,6 +134,23 @@ func scrapeExporter(t *testing.T, c *libvirt.Collector, n int) ([]time.Duration,
 	return d, float64(c.RPCCalls()-before) / float64(n), cold
 }
 
+// alternateScrapes takes five rounds of n scrapes with the default
+// collector c and n with the serial one sc, and runs alsoEachRound (if
+// any) after each, so drift of the machine costs every way alike. It
+// returns both ways' durations and the default's RPCs per scrape.
+func alternateScrapes(t *testing.T, c, sc *libvirt.Collector, n int, alsoEachRound func()) (ex, serial []time.Duration, rpcs float64) {
+	for range 5 {
+		d, r, _ := scrapeExporter(t, c, n)
+		ex, rpcs = append(ex, d...), r
+		d, _, _ = scrapeExporter(t, sc, n)
+		serial = append(serial, d...)
+		if alsoEachRound != nil {
+			alsoEachRound()
+		}
+	}
+	return ex, serial, rpcs
+}
+
 // perDomainBaseline fetches what the peer exporters fetch, the way they do:
 // the domain list, then for every domain its info, state, memory stats,
 // vCPUs, XML (for its devices), block and interface stats and autostart.
@@ -265,16 +282,7 @@ func TestBenchmarkReport(t *testing.T) {
 			_, _, cold := scrapeExporter(t, c, 1)
 			sc := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 60 * time.Second, StatsBatches: 1}, quiet())
 			defer sc.Close()
-			// Alternate the default and the serial bulk call, so drift of
-			// the machine costs both alike.
-			var ex, serial []time.Duration
-			var rpcs float64
-			for range 5 {
-				d, r, _ := scrapeExporter(t, c, 4)
-				ex, rpcs = append(ex, d...), r
-				d, _, _ = scrapeExporter(t, sc, 4)
-				serial = append(serial, d...)
-			}
+			ex, serial, rpcs := alternateScrapes(t, c, sc, 4, nil)
 			baseN := 10
 			if n > 1000 {
 				baseN = 5
@@ -300,17 +308,13 @@ func TestBenchmarkReport(t *testing.T) {
 			sc := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: "qemu:///system", Timeout: 30 * time.Second, StatsBatches: 1}, quiet())
 			defer sc.Close()
 			waitComplete(t, c, names)
-			// Alternate the three ways, so a guest's busy phase costs each alike.
-			var ex, serial, base []time.Duration
-			var rpcs float64
-			for range 5 {
-				d, r, _ := scrapeExporter(t, c, 10)
-				ex, rpcs = append(ex, d...), r
-				d, _, _ = scrapeExporter(t, sc, 10)
-				serial = append(serial, d...)
-				d, _ = perDomainBaseline(t, l.SockRO, "qemu:///system", 10)
+			// The baseline takes its turn too, so a guest's busy phase
+			// costs each way alike.
+			var base []time.Duration
+			ex, serial, rpcs := alternateScrapes(t, c, sc, 10, func() {
+				d, _ := perDomainBaseline(t, l.SockRO, "qemu:///system", 10)
 				base = append(base, d...)
-			}
+			})
 			virsh := virshFloor(t, "qemu+unix:///system?socket="+l.SockRO, 5)
 			rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system")
 			qemu.add(fmt.Sprintf("%d QEMU/TCG guests", n), ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),

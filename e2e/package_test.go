@@ -53,11 +53,11 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 
 	dist := t.TempDir()
 	run(t, "make", "-C", testenv.RepoRoot(), "--no-print-directory", "package", "DIST="+dist)
-	version := strings.TrimSpace(readFile(t, filepath.Join(testenv.RepoRoot(), "VERSION")))
+	version := strings.TrimSpace(testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "VERSION")))
 	deb := filepath.Join(dist, packageName+"_"+version+"-1_amd64.deb")
 	release := "vmhost_exporter-" + version + ".linux-amd64"
 	for _, f := range []string{deb, filepath.Join(dist, packageName+"-"+version+"-1.x86_64.rpm"), filepath.Join(dist, release+".tar.gz")} {
-		if !strings.Contains(readFile(t, filepath.Join(dist, "SHA256SUMS")), filepath.Base(f)) {
+		if !strings.Contains(testenv.ReadFile(t, filepath.Join(dist, "SHA256SUMS")), filepath.Base(f)) {
 			t.Errorf("SHA256SUMS does not list %s", filepath.Base(f))
 		}
 	}
@@ -145,7 +145,7 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 	if out, err := exec.Command(analyze, "verify", "/lib/systemd/system/vmhost_exporter.service").CombinedOutput(); err != nil {
 		t.Errorf("systemd-analyze verify of the installed unit: %v\n%s", err, out)
 	}
-	if unit := readFile(t, "/lib/systemd/system/vmhost_exporter.service"); !strings.Contains(unit, "ExecStart=/usr/bin/vmhost_exporter ") {
+	if unit := testenv.ReadFile(t, "/lib/systemd/system/vmhost_exporter.service"); !strings.Contains(unit, "ExecStart=/usr/bin/vmhost_exporter ") {
 		t.Errorf("installed unit does not start /usr/bin/vmhost_exporter:\n%s", unit)
 	}
 	if out := run(t, "/usr/bin/vmhost_exporter", "--version"); !strings.Contains(out, "vmhost_exporter, version "+version) {
@@ -170,13 +170,4 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 	if !userExists("vmhost_exporter") {
 		t.Error("purge removed the service user; Debian policy keeps system users")
 	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }

@@ -1,11 +1,12 @@
 package backup
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
 // TestRerunOnTheSameDay: kvm_backup.sh appends to its set's backup.log
@@ -24,7 +25,7 @@ func TestRerunOnTheSameDay(t *testing.T) {
 	firstEnd := stepTime(t, logPath, "[5/5]")
 	waitNextSecond(firstEnd)
 	cmd := startHanging(t, env, script, logPath, "[2/5]")
-	if n := strings.Count(readFile(t, logPath), "開始"); n != 2 {
+	if n := strings.Count(testenv.ReadFile(t, logPath), "開始"); n != 2 {
 		t.Fatalf("backup.log holds %d runs, want 2", n)
 	}
 	secondStart := lastStartTime(t, logPath)
@@ -84,20 +85,11 @@ func waitNextSecond(t float64) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // lastStartTime is the time of the log's last "開始" line.
 func lastStartTime(t *testing.T, path string) float64 {
 	t.Helper()
 	var last string
-	for _, line := range strings.Split(readFile(t, path), "\n") {
+	for _, line := range strings.Split(testenv.ReadFile(t, path), "\n") {
 		if strings.Contains(line, "開始") {
 			last = line
 		}

@@ -275,7 +275,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	}
 	for _, i := range ascending(s.VCPUs) {
 		f := s.VCPUs[i].Fields
-		vl := withLabel(dl, "vcpu", strconv.Itoa(i))
+		vl := withLabels(dl, "vcpu", strconv.Itoa(i))
 		if v, ok := f["state"]; ok {
 			emit(d.vcpuState, prometheus.GaugeValue, v, vl)
 		}
@@ -301,7 +301,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			src = r.meta.Disks[b.Name].SourceFile
 		}
 		dgaugeWith(d.blockInfo, 1, "source_file", src, "target_device", b.Name)
-		bl := withLabel(dl, "target_device", b.Name)
+		bl := withLabels(dl, "target_device", b.Name)
 		for _, m := range d.block {
 			if v, ok := b.Fields[m.field]; ok {
 				emit(m.desc, m.valueType, v*m.scale, bl)
@@ -320,7 +320,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			im = r.meta.Interfaces[n.Name]
 		}
 		dgaugeWith(d.ifaceInfo, 1, "mac_address", strings.ToLower(im.MACAddress), "source_bridge", im.SourceBridge, "target_device", n.Name)
-		il := withLabel(dl, "target_device", n.Name)
+		il := withLabels(dl, "target_device", n.Name)
 		for _, m := range d.iface {
 			if v, ok := n.Fields[m.field]; ok {
 				emit(m.desc, m.valueType, v*m.scale, il)
@@ -378,12 +378,6 @@ func domainLabelPairs(name string) []*dto.LabelPair {
 	return []*dto.LabelPair{{Name: &key, Value: &value}}
 }
 
-// withLabel returns the domain's pairs plus one more label, which must sort
-// after "domain" (target_device, vcpu).
-func withLabel(domain []*dto.LabelPair, name, value string) []*dto.LabelPair {
-	return withLabels(domain, name, value)
-}
-
 // withLabels returns the domain's pairs plus more, given as name, value,
 // name, value... with the names in ascending order after "domain", the
 // order Prometheus keeps label pairs in.
@@ -393,6 +387,7 @@ func withLabels(domain []*dto.LabelPair, namesAndValues ...string) []*dto.LabelP
 	out := make([]*dto.LabelPair, 1, n+1)
 	out[0] = domain[0]
 	for i := range pairs {
+		// The pairs point into namesAndValues, made valid UTF-8 in place.
 		namesAndValues[2*i+1] = strings.ToValidUTF8(namesAndValues[2*i+1], "\uFFFD")
 		pairs[i].Name, pairs[i].Value = &namesAndValues[2*i], &namesAndValues[2*i+1]
 		out = append(out, &pairs[i])

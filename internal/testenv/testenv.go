@@ -316,6 +316,17 @@ func ParseText(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	return parser.TextToMetricFamilies(r)
 }
 
+// ReadFile returns a file's content, failing the test when it cannot be
+// read.
+func ReadFile(t testing.TB, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
 // Value returns the value of the sample of family name whose labels include
 // all of want, and whether one was found.
 func Value(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
