@@ -79,10 +79,14 @@ type Collector struct {
 	runningByID map[int32]golibvirt.Domain
 	// runningCost is what the last scrape's calls for running domains took
 	// beyond a call that waits on no guest, summed; they returned
-	// runningRecs records. See listsPay.
-	runningCost time.Duration
-	runningRecs int
-	testOneCall bool // tests: one call for the running domains, as for a fast driver
+	// runningRecs records. runningInOneCall is how the next scrape asks
+	// for them, changed after votesAgainst reaches votesToSwitch. See
+	// listsPay.
+	runningCost      time.Duration
+	runningRecs      int
+	runningInOneCall bool
+	votesAgainst     int
+	testOneCall      bool // tests: one call for the running domains, as for a fast driver
 
 	stopRevalidation context.CancelFunc
 

@@ -56,6 +56,7 @@ func (c *Collector) markAllStale() {
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()
 	c.runningByID, c.runningRecs = nil, 0
+	c.runningInOneCall, c.votesAgainst = false, 0 // a new libvirtd may have other guests
 	for id := range c.meta {
 		c.changes[id]++
 	}

@@ -84,12 +84,13 @@ func TestTestDriverDomains(t *testing.T) {
 	// in parallel, 5 RPCs in all), two domain listings (autostart,
 	// snapshots) and one snapshot listing per domain with snapshots
 	// (web1, app1), and no XML fetches. The first scrape of a connection
-	// is slow everywhere and asks in lists; the next measures that lists
-	// do not pay. That measurement reads answer times, which a CI machine
-	// busy with other test packages can stretch past the threshold for a
-	// scrape (one CI run in eight saw 10 RPCs, the lists, in the second
-	// warm scrape), so the collector gets a few warm scrapes to settle,
-	// and must then make exactly 6.
+	// is slow everywhere and asks in lists; the scrapes after it measure
+	// that lists do not pay, and the second such vote switches to one call
+	// (votesToSwitch). Those measurements read answer times, which a CI
+	// machine busy with other test packages can stretch past the threshold
+	// for a scrape (one CI run in eight saw 10 RPCs, the lists, in the
+	// second warm scrape, when one vote decided), so the collector gets a
+	// few warm scrapes to settle, and must then make exactly 6.
 	gather(t, reg)
 	var seen []uint64
 	for range 5 {

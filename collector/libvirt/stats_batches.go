@@ -58,25 +58,46 @@ func (c *Collector) startStatsCall(s *session, doms []golibvirt.Domain, filter g
 // answers from memory (the test driver: about 7 µs a domain), or the
 // running domains take a couple of milliseconds in all, lists only add
 // their cost (an RPC each, and libvirtd looks every listed domain up): one
-// call for all running domains is then faster. The last scrape's answer
-// times decide, each call's time counted beyond the time of the call for
-// the inactive domains, which waits on no guest.
+// call for all running domains is then faster. Each scrape's answer times
+// vote, each call's time counted beyond the time of the call for the
+// inactive domains, which waits on no guest.
 const (
 	guestWaitThreshold   = 200 * time.Microsecond // per running domain
 	runningCostThreshold = 2 * time.Millisecond   // all running domains
+	// votesToSwitch scrapes in a row must vote against the current way
+	// before it changes: one scrape slowed by a busy machine (a CI run saw
+	// a test-driver scrape stretched past runningCostThreshold) must not
+	// put a fast driver back into lists, nor one fast moment real guests
+	// into one call. Both ways give the same series; only the speed of a
+	// scrape or two is at stake.
+	votesToSwitch = 2
 )
 
-// listsPay reports whether the running domains are asked in lists.
+// listsPay reports whether the running domains are asked in lists. A new
+// connection starts with lists: nothing is measured yet, and lists keep a
+// hung guest to its own list.
 func (c *Collector) listsPay() bool {
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()
-	if c.testOneCall {
-		return false
+	return !c.testOneCall && !c.runningInOneCall
+}
+
+// noteRunningCost takes a scrape's vote: its calls for the running
+// domains took cost beyond a call that waits on no guest and returned
+// recs records.
+func (c *Collector) noteRunningCost(cost time.Duration, recs int) {
+	c.cacheMu.Lock()
+	defer c.cacheMu.Unlock()
+	c.runningCost, c.runningRecs = cost, recs
+	lists := cost >= runningCostThreshold && cost/time.Duration(recs) >= guestWaitThreshold
+	if lists != c.runningInOneCall {
+		c.votesAgainst = 0
+		return
 	}
-	if c.runningRecs == 0 {
-		return true // nothing measured yet
+	c.votesAgainst++
+	if c.votesAgainst >= votesToSwitch {
+		c.runningInOneCall, c.votesAgainst = !lists, 0
 	}
-	return c.runningCost >= runningCostThreshold && c.runningCost/time.Duration(c.runningRecs) >= guestWaitThreshold
 }
 
 // waitUntil reports whether the call answered before the deadline.
@@ -195,9 +216,7 @@ func (c *Collector) gatherStats(s *session, start time.Time) ([]*domainResult, e
 		recs = append(recs, call.recs...)
 	}
 	if costRecs > 0 {
-		c.cacheMu.Lock()
-		c.runningCost, c.runningRecs = cost, costRecs
-		c.cacheMu.Unlock()
+		c.noteRunningCost(cost, costRecs)
 	}
 	// A domain that started or stopped between the listing and the calls
 	// is in neither answer: ask for the ones the last scrape knew.

@@ -102,6 +102,6 @@ func startServer(t testing.TB, bin, debianPackage, config, dataFlag, dataDir str
 	args := append([]string{"--config.file=" + cfg, dataFlag + "=" + dataDir, "--web.listen-address=" + addr}, extra...)
 	p := Start(t, path, args...)
 	url := "http://" + addr
-	WaitHTTP(t, url+"/-/ready", 5*time.Minute)
+	p.WaitHTTP(t, url+"/-/ready", 5*time.Minute)
 	return p, url
 }

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -94,16 +95,55 @@ func ExporterBinary(t testing.TB) string {
 	return buildPath
 }
 
-// FreePort returns a loopback address with a port that was free a moment ago.
+// loopbackIP is this test process's own address in 127.0.0.0/8. Test
+// packages run as parallel processes, each picking a free port that a server
+// it starts binds a moment later. On one shared address two processes could
+// be handed the same just-closed port: CI once saw Alertmanager lose its
+// port to another package's server and then wait five minutes for a
+// /-/ready that the other server answered with 404. Connections to any
+// loopback address leave from 127.0.0.1, so clients' ephemeral ports never
+// take these ports either.
+var loopbackIP = sync.OnceValue(func() string {
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "127.0.0.1"
+	}
+	// 127.0.0.0/16 stays for the system (127.0.0.1, 127.0.1.1 of
+	// /etc/hosts); the last byte is never 0 or 255.
+	return fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254)
+})
+
+// LoopbackIP is the address FreePort's ports are on, for a certificate
+// that must name it.
+func LoopbackIP() string { return loopbackIP() }
+
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort returns an address of this process's loopback IP with a port
+// that was free a moment ago and that no other FreePort call of this
+// process returned (the kernel may offer a just-closed port again, and
+// parallel tests of one package start servers at the same time).
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(loopbackIP(), "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().(*net.TCPAddr)
+		l.Close()
+		if !handedOut.ports[addr.Port] {
+			handedOut.ports[addr.Port] = true
+			return addr.String()
+		}
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Fatal("no free loopback port that this process has not handed out before")
+	return ""
 }
 
 // Process is a started program whose output is kept for failure messages.
@@ -203,22 +243,36 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-// WaitHTTP polls url until it answers 200 or the deadline passes.
-func WaitHTTP(t testing.TB, url string, timeout time.Duration) {
+// WaitHTTP polls url, a server of p, until it answers 200 or the deadline
+// passes. It stops at once when p has ended (a port taken after FreePort,
+// a bad flag): a server that is gone never becomes ready, and whatever
+// else answers on its port is not it.
+func (p *Process) WaitHTTP(t testing.TB, url string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 10 * time.Second}
 	for {
-		resp, err := http.Get(url)
+		select {
+		case <-p.done:
+			t.Fatalf("%s ended before %s answered 200: %v\n%s", filepath.Base(p.Cmd.Path), url, p.Cmd.ProcessState, tail(p.Output(), 20))
+		default:
+		}
+		resp, err := client.Get(url)
+		status := ""
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return
 			}
+			status = resp.Status
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within %s (last error: %v)", url, timeout, err)
+			t.Fatalf("%s did not answer 200 within %s (last answer: %q, last error: %v)", url, timeout, status, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-p.done:
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -275,7 +329,7 @@ func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Ex
 	all = append(all, args...)
 	p := StartAs(t, cred, bin, all...)
 	e := &Exporter{Process: p, URL: "http://" + addr}
-	WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
+	p.WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e
 }
 

@@ -44,20 +44,20 @@ func StartVictoriaMetrics(t testing.TB, scrapeConfig, rules, alertmanager string
 	vmURL := "http://" + vmAddr
 	// latencyOffset 0: answer with samples up to now, as Prometheus does;
 	// the default hides the last 30 s, which would delay every alert.
-	Start(t, victoriaMetricsBin(t, "victoria-metrics"), "-storageDataPath="+filepath.Join(dir, "data"),
+	vm := Start(t, victoriaMetricsBin(t, "victoria-metrics"), "-storageDataPath="+filepath.Join(dir, "data"),
 		"-httpListenAddr="+vmAddr, "-retentionPeriod=1d", "-search.latencyOffset=0s",
 		"-search.disableCache", "-loggerLevel=WARN")
-	WaitHTTP(t, vmURL+"/health", 30*time.Second)
+	vm.WaitHTTP(t, vmURL+"/health", 30*time.Second)
 
 	cfg := filepath.Join(dir, "scrape.yml")
 	if err := os.WriteFile(cfg, []byte(scrapeConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	agentAddr := FreePort(t)
-	Start(t, victoriaMetricsBin(t, "vmagent"), "-promscrape.config="+cfg, "-httpListenAddr="+agentAddr,
+	agent := Start(t, victoriaMetricsBin(t, "vmagent"), "-promscrape.config="+cfg, "-httpListenAddr="+agentAddr,
 		"-remoteWrite.url="+vmURL+"/api/v1/write", "-remoteWrite.tmpDataPath="+filepath.Join(dir, "vmagent"),
 		"-remoteWrite.flushInterval=1s", "-loggerLevel=WARN")
-	WaitHTTP(t, "http://"+agentAddr+"/health", 30*time.Second)
+	agent.WaitHTTP(t, "http://"+agentAddr+"/health", 30*time.Second)
 
 	v := &VictoriaMetrics{QueryAPI: QueryAPI{URL: vmURL}}
 	if rules == "" {
@@ -74,8 +74,8 @@ func StartVictoriaMetrics(t testing.TB, scrapeConfig, rules, alertmanager string
 		alertmanager = sink.URL
 	}
 	args = append(args, "-notifier.url="+alertmanager)
-	Start(t, victoriaMetricsBin(t, "vmalert"), args...)
+	alert := Start(t, victoriaMetricsBin(t, "vmalert"), args...)
 	v.VMAlertURL = "http://" + alertAddr
-	WaitHTTP(t, v.VMAlertURL+"/health", 30*time.Second)
+	alert.WaitHTTP(t, v.VMAlertURL+"/health", 30*time.Second)
 	return v
 }
