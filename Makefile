@@ -101,10 +101,10 @@ package: $(NFPM)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/pkg/vmhost_exporter ./cmd/vmhost_exporter
 	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/pkg/vmhost_exporter.service
 	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default packaging/scripts \
-	  README.md docs/runbooks.md rules dashboards examples $(DIST)/stage/pkg/
+	  packaging/copyright LICENSE README.md docs/runbooks.md rules dashboards examples $(DIST)/stage/pkg/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager deb --target $(DIST)/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager rpm --target $(DIST)/
-	cp $(DIST)/stage/pkg/vmhost_exporter README.md $(DIST)/stage/$(RELEASE)/
+	cp $(DIST)/stage/pkg/vmhost_exporter README.md LICENSE $(DIST)/stage/$(RELEASE)/
 	mkdir -p $(DIST)/stage/$(RELEASE)/rules $(DIST)/stage/$(RELEASE)/dashboards
 	cp rules/*.yml $(DIST)/stage/$(RELEASE)/rules/
 	cp dashboards/*.json $(DIST)/stage/$(RELEASE)/dashboards/

@@ -46,6 +46,9 @@ if $vm_missing; then
   echo "install-test-deps: unpacking Debian's victoria-metrics into $vm_dir"
   $updated || apt-get update -qq
   tmp=$(mktemp -d) && chmod 755 "$tmp"
+  # apt downloads as its sandbox user _apt, which must be able to write
+  # here; otherwise it warns and downloads as root.
+  if id _apt >/dev/null 2>&1; then chown _apt "$tmp"; fi
   trap 'rm -rf "$tmp"' EXIT
   (cd "$tmp" && apt-get download -qq victoria-metrics >/dev/null)
   rm -rf "$vm_dir" && mkdir -p "$vm_dir"

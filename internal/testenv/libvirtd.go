@@ -174,28 +174,37 @@ func (l *Libvirtd) Start() {
 
 func (l *Libvirtd) startNamespace() {
 	l.t.Helper()
+	l.ns, l.alive = startNamespaceInit(l.t, nsPlan{Binds: l.binds, Argv: []string{l.bin, "-f", l.Conf, "-p", filepath.Join(l.Dir, "libvirtd.pid")}})
+}
+
+// startNamespaceInit re-executes the test binary as the init of private
+// PID, mount, network and IPC namespaces set up by plan (see nsInit). The
+// namespace ends when the returned pipe end is closed or the test process
+// dies.
+func startNamespaceInit(t testing.TB, plan nsPlan) (ns *Process, alive *os.File) {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
-	plan, err := json.Marshal(nsPlan{Binds: l.binds, Argv: []string{l.bin, "-f", l.Conf, "-p", filepath.Join(l.Dir, "libvirtd.pid")}})
+	planJSON, err := json.Marshal(plan)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), nsInitEnv+"="+string(plan))
+	cmd.Env = append(os.Environ(), nsInitEnv+"="+string(planJSON))
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
 	}
-	l.ns = StartCommand(l.t, cmd)
+	ns = StartCommand(t, cmd)
 	r.Close()
-	l.alive = w
-	trackNamespace(l.ns)
+	trackNamespace(ns)
+	return ns, w
 }
 
 // daemonPID is the host PID of the libvirtd running in the namespace, or 0.

@@ -18,6 +18,11 @@ type nsPlan struct {
 	// Binds are [source, target] pairs bind-mounted in the private mount
 	// namespace: the daemon sees source at target, the host never does.
 	Binds [][2]string `json:"binds"`
+	// Overlays are [dir, upper, work] triples: dir becomes an overlay of
+	// itself whose changes land in upper, a directory of the test's.
+	Overlays [][3]string `json:"overlays,omitempty"`
+	// Tmpfs are directories that start empty in the namespace.
+	Tmpfs []string `json:"tmpfs,omitempty"`
 	// Argv is the daemon's command line, started at once and again on
 	// SIGUSR1 (a restart after a crash the test caused).
 	Argv []string `json:"argv"`
@@ -46,7 +51,7 @@ func nsInit(planJSON string) int {
 		fmt.Fprintf(os.Stderr, "nsinit: bad plan %q: %v\n", planJSON, err)
 		return 2
 	}
-	if err := nsMounts(plan.Binds); err != nil {
+	if err := nsMounts(plan); err != nil {
 		fmt.Fprintf(os.Stderr, "nsinit: %v\n", err)
 		return 2
 	}
@@ -116,16 +121,27 @@ func nsInit(planJSON string) int {
 }
 
 // nsMounts makes the mount namespace private (nothing propagates back to
-// the host), bind-mounts the plan's directories and mounts a /proc of the
-// new PID namespace, so that libvirtd reads its guests' /proc entries by
-// the PIDs it knows them by.
-func nsMounts(binds [][2]string) error {
+// the host), bind-mounts the plan's directories, mounts its overlays and
+// tmpfs, and mounts a /proc of the new PID namespace, so that libvirtd
+// reads its guests' /proc entries by the PIDs it knows them by.
+func nsMounts(plan nsPlan) error {
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making / private: %w", err)
 	}
-	for _, b := range binds {
+	for _, b := range plan.Binds {
 		if err := syscall.Mount(b[0], b[1], "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind-mounting %s on %s: %w", b[0], b[1], err)
+		}
+	}
+	for _, o := range plan.Overlays {
+		opts := "lowerdir=" + o[0] + ",upperdir=" + o[1] + ",workdir=" + o[2]
+		if err := syscall.Mount("overlay", o[0], "overlay", 0, opts); err != nil {
+			return fmt.Errorf("mounting an overlay on %s (%s): %w", o[0], opts, err)
+		}
+	}
+	for _, dir := range plan.Tmpfs {
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+			return fmt.Errorf("mounting a tmpfs on %s: %w", dir, err)
 		}
 	}
 	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {

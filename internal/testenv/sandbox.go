@@ -1,0 +1,105 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Sandbox is a private view of this machine for installing a package:
+// /etc, /usr and /var are overlays of the machine's own whose changes land
+// in the test's temp dir, /run starts empty (no systemd to tell, no
+// service to start), and what runs inside has its own PID and network
+// namespaces. The dpkg database, /etc/passwd and /usr/bin of the machine
+// never see the installation, not even when the test binary is killed in
+// the middle of it: the kernel ends the namespaces with their init, which
+// ends when the test process does, and the next test run removes the temp
+// dir (the directories /lib, /bin and /sbin are /usr's on Debian 12).
+type Sandbox struct {
+	ns    *Process
+	alive *os.File
+}
+
+// sandboxedDirs are the directories a package installation writes to.
+var sandboxedDirs = []string{"/etc", "/usr", "/var"}
+
+// StartSandbox starts a sandbox that lives until the test ends.
+func StartSandbox(t testing.TB) *Sandbox {
+	t.Helper()
+	RequireRoot(t, "overlay mounts in a private mount namespace need root")
+	LookPath(t, "nsenter", "util-linux")
+	dir, err := os.MkdirTemp(ProcessTempDir(t), "sandbox-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	plan := nsPlan{Tmpfs: []string{"/run"}, Argv: []string{"/bin/sleep", "infinity"}}
+	for _, d := range sandboxedDirs {
+		name := strings.TrimPrefix(d, "/")
+		upper, work := filepath.Join(dir, "upper", name), filepath.Join(dir, "work", name)
+		for _, p := range []string{upper, work} {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		plan.Overlays = append(plan.Overlays, [3]string{d, upper, work})
+	}
+	s := &Sandbox{}
+	s.ns, s.alive = startNamespaceInit(t, plan)
+	t.Cleanup(func() {
+		s.ns.Signal(os.Interrupt)
+		select {
+		case <-s.ns.Exited():
+		case <-time.After(10 * time.Second):
+			s.ns.Signal(os.Kill)
+		}
+		s.alive.Close()
+	})
+	// Ready when the init has mounted everything and started its
+	// placeholder: /run of the init's view is then the empty tmpfs.
+	Eventually(t, 30*time.Second, "the sandbox's mounts", func() (bool, string) {
+		select {
+		case <-s.ns.Exited():
+			t.Fatalf("the sandbox's init ended:\n%s", s.ns.Output())
+		default:
+		}
+		if len(childrenOf(s.ns.Cmd.Process.Pid)) == 0 {
+			return false, "no placeholder process yet"
+		}
+		entries, err := os.ReadDir(s.Path("/run"))
+		return err == nil && len(entries) == 0, fmt.Sprintf("/run in the sandbox: %d entries, %v", len(entries), err)
+	})
+	return s
+}
+
+// Path is where the sandbox's path p is seen from outside it.
+func (s *Sandbox) Path(p string) string {
+	return filepath.Join("/proc", strconv.Itoa(s.ns.Cmd.Process.Pid), "root", p)
+}
+
+// Command is a command that runs inside the sandbox's namespaces.
+func (s *Sandbox) Command(name string, args ...string) *exec.Cmd {
+	all := append([]string{"--target", strconv.Itoa(s.ns.Cmd.Process.Pid), "--mount", "--pid", "--net", "--ipc", "--", name}, args...)
+	cmd := exec.Command("nsenter", all...)
+	// nsenter dies with the test process; what it started dies with
+	// the sandbox's init.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// Run runs a command inside the sandbox and returns its output; a failure
+// fails the test.
+func (s *Sandbox) Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := s.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("in the sandbox: %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
