@@ -19,8 +19,11 @@ import (
 
 const packageName = "vmhost-exporter"
 
-func packageInstalled() bool {
-	out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", packageName).Output()
+// packageInstalled asks dpkg, through command (exec.Command for this
+// machine, Sandbox.Command for a sandbox), whether the package is
+// installed.
+func packageInstalled(command func(name string, args ...string) *exec.Cmd) bool {
+	out, _ := command("dpkg-query", "-W", "-f=${Status}", packageName).Output()
 	return strings.Contains(string(out), "install ok installed")
 }
 
@@ -72,7 +75,7 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 		time.Sleep(10 * time.Minute)
 		t.Fatal("the parent test did not kill this child")
 	}
-	if packageInstalled() {
+	if packageInstalled(exec.Command) {
 		if testenv.InCI() {
 			t.Fatalf("%s is already installed on the CI machine", packageName)
 		}
@@ -176,7 +179,7 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 	in(t, "sh", "-c", "promtool check rules /usr/share/vmhost_exporter/rules/*.yml")
 
 	in(t, "dpkg", "--purge", packageName)
-	if status, _ := sb.Command("dpkg-query", "-W", "-f=${Status}", packageName).Output(); strings.Contains(string(status), "install ok installed") {
+	if packageInstalled(sb.Command) {
 		t.Fatal("still installed after dpkg --purge")
 	}
 	for _, p := range append(installed, "/etc/vmhost_exporter", "/usr/share/vmhost_exporter", "/usr/share/doc/vmhost-exporter") {

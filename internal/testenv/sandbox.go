@@ -22,8 +22,7 @@ import (
 // ends when the test process does, and the next test run removes the temp
 // dir (the directories /lib, /bin and /sbin are /usr's on Debian 12).
 type Sandbox struct {
-	ns    *Process
-	alive *os.File
+	ns *Process
 }
 
 // sandboxedDirs are the directories a package installation writes to.
@@ -50,17 +49,12 @@ func StartSandbox(t testing.TB) *Sandbox {
 		}
 		plan.Overlays = append(plan.Overlays, [3]string{d, upper, work})
 	}
-	s := &Sandbox{}
-	s.ns, s.alive = startNamespaceInit(t, plan)
-	t.Cleanup(func() {
-		s.ns.Signal(os.Interrupt)
-		select {
-		case <-s.ns.Exited():
-		case <-time.After(10 * time.Second):
-			s.ns.Signal(os.Kill)
-		}
-		s.alive.Close()
-	})
+	ns, alive := startNamespaceInit(t, plan)
+	// Closing the pipe ends the init and everything in the sandbox at
+	// once; StartCommand's clean-up, which runs after this one, then
+	// waits for the init to be gone, before the temp dir is removed.
+	t.Cleanup(func() { alive.Close() })
+	s := &Sandbox{ns: ns}
 	// Ready when the init has mounted everything and started its
 	// placeholder: /run of the init's view is then the empty tmpfs.
 	Eventually(t, 30*time.Second, "the sandbox's mounts", func() (bool, string) {
