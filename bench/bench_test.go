@@ -516,65 +516,6 @@ func backupTree(t *testing.T, sets, perSet int, linked bool) (string, int) {
 	return base, total
 }
 
-// benchLongRun scrapes 1,000 test-driver domains for 15 minutes (or
-// VMHOST_BENCH_LONG), crossing five periods of the background
-// re-validation. A scrape every 2 s gives 450 scrapes, enough for a p99
-// that is not just the slowest scrape or two (at 10 s, 90 scrapes made the
-// p99 the second slowest). Half way between two scrapes the bare bulk RPC
-// is timed on a connection of its own: the machine's and libvirtd's own
-// jitter at the same pace, for reading the exporter's p99 against.
-func benchLongRun(t *testing.T, soak *report) {
-	runFor := 15 * time.Minute
-	if v := os.Getenv("VMHOST_BENCH_LONG"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		runFor = d
-	}
-	const refresh, every = 3 * time.Minute, 2 * time.Second
-	l := testenv.StartLibvirtd(t)
-	uri := testenv.TestURI(nodeXML(t, 1000))
-	c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 10 * time.Second, MetadataRefresh: refresh}, quiet())
-	defer c.Close()
-	lv := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(l.SockRO), dialers.WithLocalTimeout(10*time.Second)))
-	if err := lv.ConnectToURI(golibvirt.ConnectURI(uri)); err != nil {
-		t.Fatal(err)
-	}
-	defer lv.Disconnect()
-	_, _, _ = scrapeExporter(t, c, 1) // cold scrape and warm-up
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	before := c.RPCCalls()
-	var d, floor []time.Duration
-	end := time.Now().Add(runFor)
-	for time.Now().Before(end) {
-		next := time.Now().Add(every)
-		start := time.Now()
-		testenv.Gather(t, reg)
-		d = append(d, time.Since(start))
-		time.Sleep(time.Until(start.Add(every / 2)))
-		start = time.Now()
-		if _, err := lv.ConnectGetAllDomainStats(nil, 63, uint32(golibvirt.ConnectGetAllDomainsStatsNowait)); err != nil {
-			t.Fatal(err)
-		}
-		floor = append(floor, time.Since(start))
-		time.Sleep(time.Until(next))
-	}
-	p50, p99 := percentile(d, .5), percentile(d, .99)
-	slow := 0
-	for _, x := range d {
-		if x > 2*p50 {
-			slow++
-		}
-	}
-	f50, f99 := percentile(floor, .5), percentile(floor, .99)
-	soak.add(fmt.Sprintf("1000 test-driver domains for %s, a scrape every %s, --libvirt.metadata-refresh-interval=%s", runFor, every, refresh),
-		strconv.Itoa(len(d)), ms(p50), ms(p99), times(p99, p50), ms(slices.Max(d)), strconv.Itoa(slow),
-		strconv.FormatFloat(float64(c.RPCCalls()-before)/float64(len(d)), 'f', 1, 64),
-		ms(f50)+" / "+ms(f99)+" ("+times(f99, f50)+")")
-}
-
 // times is a / b to two places.
 func times(a, b time.Duration) string {
 	return strconv.FormatFloat(float64(a)/float64(b), 'f', 2, 64) + "×"
