@@ -67,9 +67,9 @@ fuzz:
 
 # Micro-benchmarks of the hot paths, then the scenarios of REQUIREMENTS §7
 # and issues 16 and 17 against their baselines (private libvirtd with test
-# domains and 8 / 16 QEMU guests, a 15-minute run at 1,000 domains, a
+# domains and 8 / 16 QEMU guests, a 20-minute run at 1,000 domains, a
 # 1,000,000-file tree, seven days of rule input for 1,000 VMs; needs root
-# and about 35 minutes). The tables are also written to
+# and about 40 minutes). The tables are also written to
 # docs/performance-latest.md.
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./collector/...
