@@ -78,7 +78,7 @@ func run(args []string) int {
 		libvirtMetadataRefresh = durationFlag(app, "libvirt.metadata-refresh-interval",
 			"Period within which cached domain XML (role, disks, interfaces, vCPUs) and snapshot times are re-read in the background. Domains named by a libvirt event (defined, started, metadata or devices changed) and new domains are read at the next scrape.", "5m")
 		libvirtStatsBatches = app.Flag("libvirt.stats-batches",
-			"Lists of running guests whose stats are asked for at once; libvirt asks the guests of one list one after the other. 1 is one serial call for all domains. Keep it below libvirtd's max_client_requests (default 5).").Default("4").Int()
+			"Lists of running guests whose stats are asked for at once; libvirt asks the guests of one list one after the other. 1 is one serial call for all domains, and every request of a scrape waits for the one before. Keep it below libvirtd's max_client_requests (default 5).").Default("4").Int()
 
 		backupEnabledSet bool
 		backupEnabled    = app.Flag("collector.backup",

@@ -49,7 +49,8 @@ type Config struct {
 	// named its domain.
 	MetadataRefresh time.Duration
 	// StatsBatches is how many stats calls for running guests are sent at
-	// once; 1 asks for every domain in one serial bulk call. libvirtd
+	// once; 1 asks for every domain in one serial bulk call, and every
+	// request of a scrape waits for the one before. libvirtd
 	// serves max_client_requests (default 5) calls of a connection at once.
 	StatsBatches int
 }

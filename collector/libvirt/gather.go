@@ -85,12 +85,26 @@ func formatUUID(u golibvirt.UUID) string {
 // gather fetches everything one scrape needs. Only the stats part is
 // essential: when it fails the whole result is an error (libvirt_up 0).
 // The other parts degrade per domain.
+//
+// The autostart and has-snapshot listings wait on no guest: they are sent
+// right after the stats calls and answered while libvirt waits on the
+// guests or works through the stats, instead of adding two round trips
+// after them (about 3.5 ms each for 1,000 domains). A domain defined in
+// the milliseconds between a listing and the stats calls shows its
+// autostart flag and first snapshot one scrape later. With
+// --libvirt.stats-batches=1 every request waits for the one before, as
+// before lists existed.
 func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	res := &gatherResult{parts: map[string]partResult{}}
 	lv := s.lv
 
+	var autostart, withSnapshots *listing
+	askListings := func() {
+		autostart = c.startListing(lv, golibvirt.ConnectListDomainsAutostart)
+		withSnapshots = c.startListing(lv, golibvirt.ConnectListDomainsHasSnapshot)
+	}
 	t := time.Now()
-	domains, err := c.gatherStats(s, start)
+	domains, err := c.gatherStats(s, start, askListings)
 	statsOK := err == nil
 	for _, d := range domains {
 		statsOK = statsOK && len(d.errs) == 0
@@ -104,17 +118,24 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	for _, d := range domains {
 		byUUID[d.uuid] = d
 	}
+	if autostart == nil {
+		askListings()
+	}
 
-	t = time.Now()
-	err = c.gatherAutostart(lv, res.domains)
-	res.parts[partAutostart] = partResult{ok: err == nil, duration: time.Since(t)}
+	// A listing's part takes the listing's own time, wherever it
+	// overlapped the stats calls.
+	err = c.gatherAutostart(autostart, res.domains)
+	res.parts[partAutostart] = partResult{ok: err == nil, duration: autostart.elapsed}
 	if err != nil {
 		c.logger.Warn("Cannot list autostart domains", "err", err)
 	}
 
+	withSnaps, err := withSnapshots.wait()
 	t = time.Now()
-	err = c.gatherSnapshots(lv, byUUID)
-	res.parts[partSnapshots] = partResult{ok: err == nil, duration: time.Since(t)}
+	if err == nil {
+		err = c.gatherSnapshots(lv, withSnaps, byUUID)
+	}
+	res.parts[partSnapshots] = partResult{ok: err == nil, duration: withSnapshots.elapsed + time.Since(t)}
 	if err != nil {
 		c.logger.Warn("Cannot list domain snapshots", "err", err)
 	}
@@ -129,9 +150,35 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	return res, nil
 }
 
-func (c *Collector) gatherAutostart(lv *golibvirt.Libvirt, domains []*domainResult) error {
+// listing is a ConnectListAllDomains call on a goroutine of its own. It
+// needs no deadline: it waits on no guest, and when libvirtd itself hangs
+// the scrape's timeout closes the connection, which ends it.
+type listing struct {
+	done    chan struct{}
+	doms    []golibvirt.Domain
+	err     error
+	elapsed time.Duration
+}
+
+func (c *Collector) startListing(lv *golibvirt.Libvirt, flags golibvirt.ConnectListAllDomainsFlags) *listing {
+	l := &listing{done: make(chan struct{})}
 	c.rpcCalls.Add(1)
-	auto, _, err := lv.ConnectListAllDomains(1, golibvirt.ConnectListDomainsAutostart)
+	go func() {
+		defer close(l.done)
+		start := time.Now()
+		l.doms, _, l.err = lv.ConnectListAllDomains(1, flags)
+		l.elapsed = time.Since(start)
+	}()
+	return l
+}
+
+func (l *listing) wait() ([]golibvirt.Domain, error) {
+	<-l.done
+	return l.doms, l.err
+}
+
+func (c *Collector) gatherAutostart(autostart *listing, domains []*domainResult) error {
+	auto, err := autostart.wait()
 	if err != nil {
 		return err
 	}
@@ -146,16 +193,11 @@ func (c *Collector) gatherAutostart(lv *golibvirt.Libvirt, domains []*domainResu
 	return nil
 }
 
-// gatherSnapshots asks libvirt once which domains have snapshots, then lists
-// the snapshots of only those. A snapshot's XML is fetched once per name and
+// gatherSnapshots lists the snapshots of the domains libvirt listed as
+// having some (withSnaps). A snapshot's XML is fetched once per name and
 // cached; a name deleted and re-created gets its new time when an event
 // names the domain or the background re-validation comes round.
-func (c *Collector) gatherSnapshots(lv *golibvirt.Libvirt, byUUID map[string]*domainResult) error {
-	c.rpcCalls.Add(1)
-	withSnaps, _, err := lv.ConnectListAllDomains(1, golibvirt.ConnectListDomainsHasSnapshot)
-	if err != nil {
-		return err
-	}
+func (c *Collector) gatherSnapshots(lv *golibvirt.Libvirt, withSnaps []golibvirt.Domain, byUUID map[string]*domainResult) error {
 	for _, d := range byUUID {
 		d.snapshots = []int64{}
 	}

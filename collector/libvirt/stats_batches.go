@@ -21,8 +21,10 @@ const statsTypes = golibvirt.DomainStatsState | golibvirt.DomainStatsCPUTotal |
 
 // defaultStatsBatches is how many lists of running guests are asked at once.
 // libvirtd serves max_client_requests (default 5) calls of one connection
-// at a time: four lists plus the call for inactive domains fill them, and
-// a background XML fetch waits in libvirtd's queue for a moment at worst.
+// at a time: four lists plus the call for inactive domains fill them; the
+// autostart and has-snapshot listings sent after them, and a background
+// XML fetch, wait in libvirtd's queue until the inactive call has
+// answered, a few milliseconds at worst.
 const defaultStatsBatches = 4
 
 // statsCall is one ConnectGetAllDomainStats call for a list of domains (nil:
@@ -132,7 +134,10 @@ func (call *statsCall) waitUntil(deadline time.Time) bool {
 // still holds (NOWAIT), so its state arrives without memory and block
 // figures and the other guests arrive complete. The listing and the
 // inactive call are essential: when they fail the scrape fails.
-func (c *Collector) gatherStats(s *session, start time.Time) ([]*domainResult, error) {
+//
+// besideStats runs once the stats calls are sent, except with
+// StatsBatches 1, to send requests that libvirtd answers meanwhile.
+func (c *Collector) gatherStats(s *session, start time.Time, besideStats func()) ([]*domainResult, error) {
 	if c.cfg.StatsBatches == 1 {
 		call := c.startStatsCall(s, nil, 0)
 		<-call.done
@@ -159,6 +164,7 @@ func (c *Collector) gatherStats(s *session, start time.Time) ([]*domainResult, e
 	} else {
 		calls = append(calls, c.startStatsCall(s, nil, golibvirt.ConnectGetAllDomainsStatsActive))
 	}
+	besideStats()
 
 	// Half the timeout from the scrape's start, but never less than a
 	// quarter of it from now: a slow connect must not make healthy calls
