@@ -89,9 +89,9 @@ func formatUUID(u golibvirt.UUID) string {
 // The autostart and has-snapshot listings wait on no guest: they are sent
 // right after the stats calls and answered while libvirt waits on the
 // guests or works through the stats, instead of adding two round trips
-// after them (about 3.5 ms each for 1,000 domains). A domain defined in
-// the milliseconds between a listing and the stats calls shows its
-// autostart flag and first snapshot one scrape later. With
+// after them (a millisecond or two each for 1,000 domains). A domain
+// defined in the milliseconds between a listing and the stats calls
+// shows its autostart flag and first snapshot one scrape later. With
 // --libvirt.stats-batches=1 every request waits for the one before, as
 // before lists existed.
 func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
