@@ -31,8 +31,32 @@ func trackNamespace(p *Process) {
 // and no daemon namespace outlived its test. Use it as
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+//
+// Main also points TMPDIR into the process's temp dir, so the tests' own
+// temp dirs (t.TempDir, os.MkdirTemp) live there too: a test binary
+// killed before its clean-up ran (CI's timeout, an operator's ^C^C)
+// leaves nothing that the next test process does not remove.
 func Main(m *testing.M) int {
 	before := snapshotDirs(HostLibvirtDirs)
+	dir, err := processTempDir()
+	if err == nil {
+		tmp := filepath.Join(dir, "tmp")
+		if err = os.Mkdir(tmp, 0o700); err == nil {
+			// Sticky and open to all, like /tmp: some tests run
+			// programs as other users.
+			err = os.Chmod(tmp, os.ModeSticky|0o777)
+		}
+		if err == nil {
+			err = os.Setenv(processDirBaseEnv, processDirBase())
+		}
+		if err == nil {
+			err = os.Setenv("TMPDIR", tmp)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: creating the test process's temp dir: %v\n", err)
+		return 1
+	}
 	code := m.Run()
 
 	namespacesMu.Lock()
@@ -144,23 +168,41 @@ var (
 // it behind; the next test process that needs one removes it.
 func ProcessTempDir(t testing.TB) string {
 	t.Helper()
+	dir, err := processTempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func processTempDir() (string, error) {
 	processDirOnce.Do(func() {
 		removeStaleProcessDirs()
-		processDir, processDirErr = os.MkdirTemp("", fmt.Sprintf("%s%d-", processDirPrefix, os.Getpid()))
+		processDir, processDirErr = os.MkdirTemp(processDirBase(), fmt.Sprintf("%s%d-", processDirPrefix, os.Getpid()))
 		if processDirErr == nil {
 			processDirErr = os.Chmod(processDir, 0o755)
 		}
 	})
-	if processDirErr != nil {
-		t.Fatal(processDirErr)
+	return processDir, processDirErr
+}
+
+// processDirBaseEnv carries the machine's temp dir to test binaries that
+// tests start, whose TMPDIR Main has pointed into its process dir: their
+// process dirs sit beside it, not inside, which keeps libvirtd's socket
+// paths within the 108 bytes a unix socket address holds.
+const processDirBaseEnv = "VMHOST_TEST_TMPDIR_BASE"
+
+func processDirBase() string {
+	if dir := os.Getenv(processDirBaseEnv); dir != "" {
+		return dir
 	}
-	return processDir
+	return os.TempDir()
 }
 
 // removeStaleProcessDirs removes the temp dirs of test processes that no
 // longer run.
 func removeStaleProcessDirs() {
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), processDirPrefix+"*"))
+	matches, _ := filepath.Glob(filepath.Join(processDirBase(), processDirPrefix+"*"))
 	for _, m := range matches {
 		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(m), processDirPrefix), "-")
 		if pid, err := strconv.Atoi(pidText); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
