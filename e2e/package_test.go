@@ -201,9 +201,7 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 // process gone) and the machine must show nothing of the installation.
 func killedMidway(t *testing.T, deb, hostBefore string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPackageInstallsAndPurges$", "-test.v")
-	cmd.Env = append(os.Environ(), killAfterInstallEnv+"="+deb)
-	child := testenv.StartCommand(t, cmd)
+	child := testenv.StartTestChild(t, "TestPackageInstallsAndPurges", killAfterInstallEnv+"="+deb)
 	child.WaitOutput(t, 3*time.Minute, "installed in /proc/")
 	root := strings.Fields(child.Output()[strings.Index(child.Output(), "installed in /proc/"):])[2]
 	if _, err := os.Stat(filepath.Join(root, "usr/bin/vmhost_exporter")); err != nil {

@@ -38,22 +38,7 @@ func trackNamespace(p *Process) {
 // leaves nothing that the next test process does not remove.
 func Main(m *testing.M) int {
 	before := snapshotDirs(HostLibvirtDirs)
-	dir, err := processTempDir()
-	if err == nil {
-		tmp := filepath.Join(dir, "tmp")
-		if err = os.Mkdir(tmp, 0o700); err == nil {
-			// Sticky and open to all, like /tmp: some tests run
-			// programs as other users.
-			err = os.Chmod(tmp, os.ModeSticky|0o777)
-		}
-		if err == nil {
-			err = os.Setenv(processDirBaseEnv, processDirBase())
-		}
-		if err == nil {
-			err = os.Setenv("TMPDIR", tmp)
-		}
-	}
-	if err != nil {
+	if err := tmpdirInProcessDir(); err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: creating the test process's temp dir: %v\n", err)
 		return 1
 	}
@@ -78,6 +63,28 @@ func Main(m *testing.M) int {
 		code = max(code, 1)
 	}
 	return code
+}
+
+// tmpdirInProcessDir points TMPDIR at a directory in the process's temp
+// dir, telling test binaries started by tests where the machine's is.
+func tmpdirInProcessDir() error {
+	dir, err := processTempDir()
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return err
+	}
+	// Sticky and open to all, like /tmp: some tests run programs as
+	// other users.
+	if err := os.Chmod(tmp, os.ModeSticky|0o777); err != nil {
+		return err
+	}
+	if err := os.Setenv(processDirBaseEnv, processDirBase()); err != nil {
+		return err
+	}
+	return os.Setenv("TMPDIR", tmp)
 }
 
 // snapshotDirs describes every entry below dirs: type, mode, owner, size,

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -34,18 +33,10 @@ func TestTempDirChild(t *testing.T) {
 // inside that process's own temp dir, which the next test process removes.
 // Before Main pointed TMPDIR there, such dirs stayed in /tmp for good.
 func TestKilledTestBinaryLeavesNoTempDir(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTempDirChild$", "-test.v")
-	cmd.Env = append(os.Environ(), tempDirChildEnv+"=1")
-	child := StartCommand(t, cmd)
-	var dir string
-	Eventually(t, time.Minute, "the child test's temp dir", func() (bool, string) {
-		if m := regexp.MustCompile(`TEMPDIR=(\S+)`).FindStringSubmatch(child.Output()); m != nil {
-			dir = m[1]
-			return true, ""
-		}
-		return false, child.Output()
-	})
-	own := filepath.Join(processDirBase(), fmt.Sprintf("%s%d-", processDirPrefix, cmd.Process.Pid))
+	child := StartTestChild(t, "TestTempDirChild", tempDirChildEnv+"=1")
+	child.WaitOutput(t, time.Minute, "TEMPDIR=")
+	dir := regexp.MustCompile(`TEMPDIR=(\S+)`).FindStringSubmatch(child.Output())[1]
+	own := filepath.Join(processDirBase(), fmt.Sprintf("%s%d-", processDirPrefix, child.Cmd.Process.Pid))
 	if !strings.HasPrefix(dir, own) {
 		t.Fatalf("the child's t.TempDir() is %s, not inside its process temp dir %s*", dir, own)
 	}

@@ -201,6 +201,16 @@ func StartAs(t testing.TB, cred *syscall.Credential, name string, args ...string
 	return StartCommand(t, cmd)
 }
 
+// StartTestChild runs test, a test of this test binary, in a child
+// test binary whose environment adds env (KEY=value): the way a test
+// watches what a killed test binary leaves behind.
+func StartTestChild(t testing.TB, test string, env ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	return StartCommand(t, cmd)
+}
+
 // StartCommand starts cmd, keeps its output for the test's log (shown only
 // when the test fails, so a green run stays quiet) and ends it with the
 // test: SIGINT, then SIGKILL after 5 s. The kernel kills it too when the
