@@ -34,7 +34,7 @@ type Options struct {
 }
 
 // scanFuncs maps a job type to its scanner.
-var scanFuncs = map[string]func(Job, time.Time, *time.Location) (*jobData, error){
+var scanFuncs = map[string]func(Job, time.Time, *time.Location, *unreadablePaths) (*jobData, error){
 	TypeDatedDir:   scanDatedDir,
 	TypeRcloneLog:  scanRcloneLog,
 	TypeVzdump:     scanVzdump,
@@ -223,7 +223,7 @@ func (c *Collector) markStuck(j Job, since time.Time) {
 	}
 	res := &jobResult{Job: j, ScanErr: msg}
 	if prev := c.results[j.Name]; prev != nil {
-		res.Data, res.ScanTime, res.ScanDuration = prev.Data, prev.ScanTime, prev.ScanDuration
+		res.Data, res.ScanTime, res.ScanDuration, res.Unreadable = prev.Data, prev.ScanTime, prev.ScanDuration, prev.Unreadable
 	}
 	c.results[j.Name] = res
 }
@@ -252,7 +252,9 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 		testHookBeforeScan(j)
 	}
 	now := c.opts.Now()
-	data, err := scanFuncs[j.Type](j, now, c.opts.Location)
+	var unreadable unreadablePaths
+	defer func() { res.Unreadable = unreadable.snapshot() }()
+	data, err := scanFuncs[j.Type](j, now, c.opts.Location, &unreadable)
 	if err == nil {
 		err = checkClock(data, now)
 	}
@@ -303,6 +305,13 @@ func (c *Collector) store(res *jobResult) {
 	if !res.ScanOK && prev != nil {
 		res.Data = prev.Data
 	}
+	var before map[string]string
+	if prev != nil {
+		before = prev.Unreadable
+	}
+	for _, p := range newlyUnreadable(before, res.Unreadable) {
+		c.logger.Warn("Backup evidence unreadable: the verdict leaves it out", "backup_job", res.Job.Name, "path", p, "err", res.Unreadable[p])
+	}
 	c.results[res.Job.Name] = res
 }
 
@@ -334,6 +343,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue // not scanned yet
 		}
 		g(c.d.scanSuccess, boolFloat(res.ScanOK), name)
+		g(c.d.unreadablePaths, float64(len(res.Unreadable)), name)
 		if !res.ScanTime.IsZero() { // zero: stuck in its first scan
 			g(c.d.scanDuration, res.ScanDuration.Seconds(), name)
 			g(c.d.scanTime, ts(res.ScanTime), name)
@@ -364,6 +374,7 @@ type descriptors struct {
 	totalSize, totalDisk, totalFiles, totalUnreadable              *prometheus.Desc
 	successUnreadable, prevSuccessSize, vmPrevSize                 *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
+	unreadablePaths, vmDefinitionUnreadable                        *prometheus.Desc
 }
 
 func newDescriptors() descriptors {
@@ -372,38 +383,40 @@ func newDescriptors() descriptors {
 	}
 	j := "backup_job"
 	return descriptors{
-		reloadOK:          d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
-		reloadTime:        d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
-		scanInterval:      d("scan_interval_seconds", "Time between background scans (--backup.scan-interval): a job whose last scan ended several intervals ago is stuck."),
-		jobInfo:           d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
-		maxAge:            d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
-		lastSuccess:       d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
-		lastRun:           d("last_run_timestamp_seconds", "End time of the newest run, or its start while it runs.", j),
-		lastRunSuccess:    d("last_run_success", "Whether the newest finished run succeeded.", j),
-		running:           d("running", "1 while a run is in progress.", j),
-		lastRunDuration:   d("last_run_duration_seconds", "Duration of the newest finished run.", j),
-		lastRunErrors:     d("last_run_errors", "Error lines in the newest finished run's log.", j),
-		successSize:       d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
-		successDisk:       d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
-		successFiles:      d("last_success_files", "Files in the newest successful backup.", j),
-		transferredBytes:  d("last_success_transferred_bytes", "Bytes rclone reports it transferred in the newest successful run.", j),
-		transferredFiles:  d("last_success_transferred_files", "Files rclone reports it transferred in the newest successful run.", j),
-		sets:              d("sets", "Backup sets (dated directories, archives, files, logged runs) present.", j),
-		oldestSet:         d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
-		vmLastSuccess:     d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
-		vmSize:            d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
-		vmLastRunSuccess:  d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
-		vmMissingDisks:    d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
-		totalSize:         d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
-		totalDisk:         d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
-		prevSuccessSize:   d("previous_success_size_bytes", "Median apparent size of the up to 5 successful backups before the newest one (dated_dir sets, file_glob files): what BackupSizeDropped compares the newest successful backup with, per backup, not per time sample.", j),
-		vmPrevSize:        d("vm_previous_success_size_bytes", "Median size of the up to 5 successful backups of the VM before its newest one (vzdump archives).", j, "domain"),
-		successUnreadable: d("last_success_unreadable_dirs", "Directories in the newest successful set that could not be read (permissions, I/O errors): its sizes leave them out, they are partial (dated_dir).", j),
-		totalUnreadable:   d("total_unreadable_dirs", "Directories in all the job's sets that could not be read: the totals leave them out (dated_dir).", j),
-		totalFiles:        d("total_files", "Files in all the job's sets together (dated_dir).", j),
-		scanSuccess:       d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
-		scanDuration:      d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
-		scanTime:          d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
+		reloadOK:               d("config_last_reload_successful", "Whether the last reload of the backup config succeeded (the old config stays in force when not)."),
+		reloadTime:             d("config_last_reload_success_timestamp_seconds", "When the backup config was last loaded successfully."),
+		scanInterval:           d("scan_interval_seconds", "Time between background scans (--backup.scan-interval): a job whose last scan ended several intervals ago is stuck."),
+		jobInfo:                d("job_info", "One series per configured backup job; backup_type is the job's type.", j, "backup_type"),
+		maxAge:                 d("max_age_seconds", "The job's configured max_age: older newest success means stale.", j),
+		lastSuccess:            d("last_success_timestamp_seconds", "End time of the newest successful run (absent if none).", j),
+		lastRun:                d("last_run_timestamp_seconds", "End time of the newest run, or its start while it runs.", j),
+		lastRunSuccess:         d("last_run_success", "Whether the newest finished run succeeded.", j),
+		running:                d("running", "1 while a run is in progress.", j),
+		lastRunDuration:        d("last_run_duration_seconds", "Duration of the newest finished run.", j),
+		lastRunErrors:          d("last_run_errors", "Error lines in the newest finished run's log.", j),
+		successSize:            d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
+		successDisk:            d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
+		successFiles:           d("last_success_files", "Files in the newest successful backup.", j),
+		transferredBytes:       d("last_success_transferred_bytes", "Bytes rclone reports it transferred in the newest successful run.", j),
+		transferredFiles:       d("last_success_transferred_files", "Files rclone reports it transferred in the newest successful run.", j),
+		sets:                   d("sets", "Backup sets (dated directories, archives, files, logged runs) present.", j),
+		oldestSet:              d("oldest_set_timestamp_seconds", "Start time of the oldest backup set present (retention).", j),
+		vmLastSuccess:          d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
+		vmSize:                 d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
+		vmLastRunSuccess:       d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
+		vmMissingDisks:         d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
+		totalSize:              d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
+		totalDisk:              d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
+		prevSuccessSize:        d("previous_success_size_bytes", "Median apparent size of the up to 5 successful backups before the newest one (dated_dir sets, file_glob files): what BackupSizeDropped compares the newest successful backup with, per backup, not per time sample.", j),
+		vmPrevSize:             d("vm_previous_success_size_bytes", "Median size of the up to 5 successful backups of the VM before its newest one (vzdump archives).", j, "domain"),
+		successUnreadable:      d("last_success_unreadable_dirs", "Directories in the newest successful set that could not be read (permissions, I/O errors): its sizes leave them out, they are partial (dated_dir).", j),
+		totalUnreadable:        d("total_unreadable_dirs", "Directories in all the job's sets that could not be read: the totals leave them out (dated_dir).", j),
+		totalFiles:             d("total_files", "Files in all the job's sets together (dated_dir).", j),
+		scanSuccess:            d("scan_success", "Whether the last background scan of the job succeeded; when not, the other values are from the last good scan.", j),
+		scanDuration:           d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
+		scanTime:               d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
+		unreadablePaths:        d("unreadable_paths", "Files and directories the last scan of the job needed and could not open (permissions, I/O errors; each is logged once with its error): the job's verdict and sizes leave them out. The usual cause is a backup tree written by root with private modes, read by the unprivileged service user without CAP_DAC_READ_SEARCH.", j),
+		vmDefinitionUnreadable: d("vm_definition_unreadable", "1 for a VM whose newest definition (vm_xml/<vm>.xml) in the job's sets could not be read or parsed: it cannot be judged, so it has no per-VM success from that set (dated_dir). Present only for such VMs.", j, "domain"),
 	}
 }
 
@@ -413,7 +426,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
 		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable, d.prevSuccessSize, d.vmPrevSize,
-		d.scanSuccess, d.scanDuration, d.scanTime,
+		d.scanSuccess, d.scanDuration, d.scanTime, d.unreadablePaths, d.vmDefinitionUnreadable,
 	} {
 		ch <- x
 	}
@@ -462,6 +475,9 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 	}
 	for _, vm := range slices.Sorted(maps.Keys(data.VMLastRunOK)) {
 		g(d.vmLastRunSuccess, boolFloat(data.VMLastRunOK[vm]), job, labelSafe(vm))
+	}
+	for _, vm := range slices.Sorted(maps.Keys(data.UnreadableVMs)) {
+		g(d.vmDefinitionUnreadable, 1, job, labelSafe(vm))
 	}
 	for _, vm := range slices.Sorted(maps.Keys(data.MissingDisks)) {
 		g(d.vmMissingDisks, float64(data.MissingDisks[vm]), job, labelSafe(vm))

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,14 +20,22 @@ const maxDomainXML = 4 << 20
 // directory, an LVM volume, iSCSI, RBD) is not in any set. A VM's missing
 // disks are counted in the newest successful set holding its XML; its last
 // success is the newest successful set that holds it whole.
-func coverVMs(d *jobData, successes []setRuns, j Job) {
+//
+// A VM whose XML cannot be read (root's 0600 copy, seen by the service
+// user; or not XML at all) cannot be judged, but it is not dropped: it is
+// marked in UnreadableVMs when its newest XML, in newest (the job's newest
+// set, successful or not) or else in the newest successful set holding it,
+// is the unreadable one.
+func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
-	for k := len(successes) - 1; k >= 0; k-- {
-		s := successes[k]
+	d.UnreadableVMs = map[string]bool{}
+	judged := map[string]bool{} // VMs whose newest XML has been tried
+	visit := func(s setRuns, success bool) {
 		xmlDir := filepath.Join(s.set.path, j.VMXMLDir)
 		xmls, err := os.ReadDir(xmlDir)
 		if err != nil {
-			continue
+			u.note(err)
+			return
 		}
 		for _, x := range xmls {
 			vm, ok := strings.CutSuffix(x.Name(), ".xml")
@@ -36,9 +45,17 @@ func coverVMs(d *jobData, successes []setRuns, j Job) {
 			if _, done := d.VMs[vm]; done {
 				continue
 			}
-			size, missing, ok := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource)
-			if !ok {
-				continue // not a readable domain XML: nothing can be judged
+			size, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
+			newestXML := !judged[vm]
+			judged[vm] = true
+			if err != nil {
+				if newestXML {
+					d.UnreadableVMs[vm] = true
+				}
+				continue
+			}
+			if !success {
+				continue
 			}
 			if _, counted := d.MissingDisks[vm]; !counted {
 				d.MissingDisks[vm] = missing
@@ -47,6 +64,12 @@ func coverVMs(d *jobData, successes []setRuns, j Job) {
 				d.VMs[vm] = vmBackup{Time: s.runs[s.lastSuccess()].End, HasSize: true, SizeBytes: size}
 			}
 		}
+	}
+	if newest != nil && newest.lastSuccess() < 0 {
+		visit(*newest, false)
+	}
+	for k := len(successes) - 1; k >= 0; k-- {
+		visit(successes[k], true)
 	}
 }
 
@@ -65,15 +88,16 @@ type domainDisks struct {
 // (device "disk"; CD-ROMs and floppies are media, not the VM's data) in the
 // set's images directory. It returns the apparent size of the copies found
 // and how many disks have no copy.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string) (size int64, missing int, ok bool) {
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing int, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
-		return 0, 0, false
+		u.note(err)
+		return 0, 0, err
 	}
 	defer f.Close()
 	var dom domainDisks
 	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, 0, false
+		return 0, 0, fmt.Errorf("reading %s: %w", xmlPath, err)
 	}
 	for _, disk := range dom.Disks {
 		if disk.Device != "" && disk.Device != "disk" {
@@ -86,10 +110,11 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string) (size int64, missing 
 		}
 		n, _, _, err := fileSize(filepath.Join(imagesDir, rel))
 		if err != nil {
+			u.note(err) // a copy behind a directory the exporter may not search
 			missing++
 			continue
 		}
 		size += n
 	}
-	return size, missing, true
+	return size, missing, nil
 }

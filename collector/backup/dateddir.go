@@ -41,9 +41,10 @@ func (s setRuns) lastSuccess() int {
 // backup.log, vm_xml/<vm>.xml and images/. Only the newest successful set is
 // walked for its size, and the newest set when it has not finished (to see
 // whether it is still being written); older sets cost one log read each.
-func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
 	entries, err := os.ReadDir(j.Path)
 	if err != nil {
+		u.note(err)
 		return nil, fmt.Errorf("reading %s: %w", j.Path, err)
 	}
 	var sets []datedSet
@@ -81,7 +82,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 			afterListing(s.path)
 		}
 		if j.SuccessFrom == SuccessFromContents {
-			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j)}}})
+			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j, u)}}})
 			continue
 		}
 		newest := i == len(sets)-1
@@ -100,6 +101,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 				continue
 			}
 		case err != nil:
+			u.note(err)
 			return nil, fmt.Errorf("set %s: %w", s.name, err)
 		case newest && log.Lines == 0 && log.Other > 0:
 			return nil, fmt.Errorf("set %s: %s has no line of the form \"YYYY-MM-DD HH:MM:SS - message\"", s.name, j.LogName)
@@ -145,6 +147,14 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		} else {
 			last.Finished = true // a newer set exists: this run is over
 		}
+		// rsync and cp make a directory 0700 while they fill it and give
+		// it its mode at the end: in a set still being written an
+		// unreadable directory says nothing yet.
+		if last.Finished {
+			for p, e := range sizes[i].UnreadableDirs {
+				u.add(p, errors.New(e))
+			}
+		}
 		if k := c.lastSuccess(); k >= 0 && i == detail {
 			r := &c.runs[k]
 			r.HasSize = true
@@ -163,17 +173,25 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 	d.finish()
 	d.PrevSuccessSize, d.HasPrevSize = medianOfPrevious(successSizes)
 
-	coverVMs(d, successes, j)
+	var newest *setRuns
+	for i := len(cands) - 1; i >= 0; i-- {
+		if !sizes[i].Missing {
+			newest = &cands[i]
+			break
+		}
+	}
+	coverVMs(d, successes, newest, j, u)
 	return d, nil
 }
 
 // setComplete judges a set of a script that writes no log by its contents:
 // at least one VM definition, and every disk each one names copied into
 // the set.
-func setComplete(setPath string, j Job) bool {
+func setComplete(setPath string, j Job, u *unreadablePaths) bool {
 	xmlDir := filepath.Join(setPath, j.VMXMLDir)
 	entries, err := os.ReadDir(xmlDir)
 	if err != nil {
+		u.note(err)
 		return false
 	}
 	vms := 0
@@ -181,8 +199,8 @@ func setComplete(setPath string, j Job) bool {
 		if !strings.HasSuffix(e.Name(), ".xml") || !e.Type().IsRegular() {
 			continue
 		}
-		_, missing, ok := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource)
-		if !ok || missing > 0 {
+		_, missing, err := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource, u)
+		if err != nil || missing > 0 {
 			return false
 		}
 		vms++

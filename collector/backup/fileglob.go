@@ -13,10 +13,11 @@ import (
 // disk copies): the newest one by modification time is the last success.
 // filepath.Glob ignores I/O errors, so the directory part is read first:
 // an unreadable or missing directory is a scan error, not "no backups".
-func scanFileGlob(j Job, _ time.Time, _ *time.Location) (*jobData, error) {
+func scanFileGlob(j Job, _ time.Time, _ *time.Location, u *unreadablePaths) (*jobData, error) {
 	dir := filepath.Dir(j.Glob)
 	if !strings.ContainsAny(dir, `*?[\`) {
 		if _, err := os.ReadDir(dir); err != nil {
+			u.note(err)
 			return nil, fmt.Errorf("reading %s: %w", dir, err)
 		}
 	}
@@ -33,6 +34,7 @@ func scanFileGlob(j Job, _ time.Time, _ *time.Location) (*jobData, error) {
 		}
 		size, disk, mtime, err := fileSize(m)
 		if err != nil {
+			u.note(err)
 			continue
 		}
 		files = append(files, run{Start: mtime, End: mtime, Finished: true, Success: true,

@@ -50,7 +50,7 @@ func fuzzLog(f *testing.F, typ string, seeds ...string) {
 		}
 		j := Job{Name: "f", Type: typ, LogFile: p, MaxAge: Duration(time.Hour)}
 		j.setDefaults()
-		d, err := scanFuncs[typ](j, time.Now(), time.UTC)
+		d, err := scanFuncs[typ](j, time.Now(), time.UTC, nil)
 		if err != nil {
 			return
 		}
@@ -123,7 +123,7 @@ func FuzzVzdumpNames(f *testing.F) {
 		if m := vzdumpName.FindStringSubmatch(name); m != nil {
 			_ = os.WriteFile(filepath.Join(dir, m[1]+".log"), []byte(log), 0o644)
 		}
-		d, err := scanVzdump(Job{Path: dir, RunningTimeout: Duration(time.Hour)}, time.Now(), time.UTC)
+		d, err := scanVzdump(Job{Path: dir, RunningTimeout: Duration(time.Hour)}, time.Now(), time.UTC, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func BenchmarkRcloneLogParse(b *testing.B) {
 	j.setDefaults()
 	b.SetBytes(int64(sb.Len()))
 	for b.Loop() {
-		if _, err := scanRcloneLog(j, time.Now(), time.UTC); err != nil {
+		if _, err := scanRcloneLog(j, time.Now(), time.UTC, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -172,7 +172,7 @@ func BenchmarkStepLogParse(b *testing.B) {
 	j.setDefaults()
 	b.SetBytes(int64(sb.Len()))
 	for b.Loop() {
-		if _, err := scanRestoreLog(j, time.Now(), time.UTC); err != nil {
+		if _, err := scanRestoreLog(j, time.Now(), time.UTC, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -47,7 +47,7 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 		return nil, nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s is not a regular file (%s); only regular files are read", path, fileKind(info.Mode()))
+		return nil, nil, &notRegularError{path: path, kind: fileKind(info.Mode())}
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -60,7 +60,7 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 	}
 	if !info.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s is not a regular file (%s); only regular files are read", path, fileKind(info.Mode()))
+		return nil, nil, &notRegularError{path: path, kind: fileKind(info.Mode())}
 	}
 	return f, info, nil
 }

@@ -89,9 +89,10 @@ type rcloneRun struct {
 // whatever happened). A run failed when it has an ERROR (or worse) line, a
 // fatal "Failed to ..." line or a non-zero "Errors:" in its stats, or when
 // rclone wrote nothing at all before the end line.
-func scanRcloneLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+func scanRcloneLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
 	f, err := openAppendedLog(j.LogFile)
 	if err != nil {
+		u.note(err)
 		return nil, err
 	}
 	defer f.Close()

@@ -8,9 +8,10 @@ import (
 // matching start_pattern and succeeded when a success_pattern line follows.
 // The newest run decides the run state; the last success is the end of the
 // newest run that completed, never a later failed run's end.
-func scanRestoreLog(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+func scanRestoreLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
 	f, err := openAppendedLog(j.LogFile)
 	if err != nil {
+		u.note(err)
 		return nil, err
 	}
 	defer f.Close()

@@ -45,8 +45,11 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
-	VMLastRunOK  map[string]bool     // vzdump: each guest's newest finished attempt
-	Total        *treeSize           // all sets together (dated_dir)
+	// UnreadableVMs are the VMs whose newest definition in the job's sets
+	// could not be read (dated_dir): they cannot be judged.
+	UnreadableVMs map[string]bool
+	VMLastRunOK   map[string]bool // vzdump: each guest's newest finished attempt
+	Total         *treeSize       // all sets together (dated_dir)
 	// PrevSuccessSize is the median apparent size of the successful
 	// backups before the newest one (up to previousBackups of them).
 	HasPrevSize     bool
@@ -107,6 +110,9 @@ type jobResult struct {
 	ScanDuration time.Duration
 	ScanTime     time.Time
 	Data         *jobData // from the last successful scan; nil before the first
+	// Unreadable is what this scan, successful or not, could not read:
+	// path to error.
+	Unreadable map[string]string
 }
 
 // previousBackups is how many successful backups before the newest one the

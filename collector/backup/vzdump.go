@@ -40,9 +40,10 @@ type vzdumpAttempt struct {
 // finished run failed when any of its attempts failed, and each guest's
 // newest attempt is published on its own. Coverage is per guest id (the
 // domain label).
-func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
+func scanVzdump(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
 	entries, err := os.ReadDir(j.Path)
 	if err != nil {
+		u.note(err)
 		return nil, fmt.Errorf("reading %s: %w", j.Path, err)
 	}
 	attempts := map[string]*vzdumpAttempt{}
@@ -91,7 +92,7 @@ func scanVzdump(j Job, now time.Time, loc *time.Location) (*jobData, error) {
 		var newestSuccess *run
 		var archiveSizes []int64
 		for _, a := range list {
-			r := a.evaluate(now, time.Duration(j.RunningTimeout))
+			r := a.evaluate(now, time.Duration(j.RunningTimeout), u)
 			all = append(all, attemptRun{a, r})
 			if r.Success {
 				d.countSet(r.Start) // what can be restored from
@@ -178,11 +179,13 @@ func vzdumpRuns(all []attemptRun) []run {
 }
 
 // evaluate turns one attempt's files into a run.
-func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration) run {
+func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration, u *unreadablePaths) run {
 	r := run{Start: a.start, End: a.newestMt}
 	finishedLine, failedLine := false, false
 	if a.log != "" {
-		if f, _, err := openLog(a.log); err == nil {
+		if f, _, err := openLog(a.log); u.note(err) {
+			// The archive alone decides; the log's errors are not counted.
+		} else if err == nil {
 			lr := newLineReader(f)
 			for lr.next(false) {
 				line := lr.line

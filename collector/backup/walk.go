@@ -24,6 +24,8 @@ type treeSize struct {
 	// Unreadable counts directories below the root that could not be
 	// read (permissions, I/O errors): the sizes leave them out.
 	Unreadable int64
+	// UnreadableDirs holds those directories' paths and errors.
+	UnreadableDirs map[string]string
 }
 
 type inodeKey struct {
@@ -142,7 +144,7 @@ func (w *parallelWalk) dir(root int, path string) {
 	f, err := os.Open(path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			w.unreadable(root)
+			w.unreadable(root, path, err)
 		}
 		return
 	}
@@ -167,18 +169,23 @@ func (w *parallelWalk) dir(root int, path string) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				w.unreadable(root)
+				w.unreadable(root, path, err)
 			}
 			return
 		}
 	}
 }
 
-func (w *parallelWalk) unreadable(root int) {
+func (w *parallelWalk) unreadable(root int, path string, err error) {
 	w.mu.Lock()
-	w.per[root].Unreadable++
+	defer w.mu.Unlock()
+	p := &w.per[root]
+	p.Unreadable++
+	if p.UnreadableDirs == nil {
+		p.UnreadableDirs = map[string]string{}
+	}
+	p.UnreadableDirs[path] = err.Error()
 	w.total.Unreadable++
-	w.mu.Unlock()
 }
 
 func (w *parallelWalk) descend(root int, path string) {

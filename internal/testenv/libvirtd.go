@@ -380,8 +380,17 @@ func (l *Libvirtd) StartGuests(t testing.TB, prefix string, n int) []string {
 // It returns the disk's path.
 func (l *Libvirtd) DefineQEMU(t testing.TB, name, role string) string {
 	t.Helper()
-	LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
 	disk := filepath.Join(l.Dir, name+".img")
+	l.DefineQEMUWithDisk(t, name, role, disk)
+	return disk
+}
+
+// DefineQEMUWithDisk is DefineQEMU with the disk at a path of the test's
+// choosing (an images directory laid out like the host's); the disk is
+// created there.
+func (l *Libvirtd) DefineQEMUWithDisk(t testing.TB, name, role, disk string) {
+	t.Helper()
+	LookPath(t, "qemu-system-x86_64", "qemu-system-x86")
 	if err := os.WriteFile(disk, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -393,5 +402,15 @@ func (l *Libvirtd) DefineQEMU(t testing.TB, name, role string) string {
 		t.Fatal(err)
 	}
 	l.MustVirsh("qemu:///system", "define", xmlPath)
-	return disk
+}
+
+// ConfigDir is the daemon's /etc/libvirt: libvirtd keeps the domains'
+// definitions in its qemu/ directory, mode 0600, as on a host.
+func (l *Libvirtd) ConfigDir() string { return filepath.Join(l.Dir, "state", "etc-libvirt") }
+
+// VirshCommand is the virsh command line for the daemon's read-write
+// socket and the QEMU driver, as one string for scripts that take it from
+// the environment (the backup scripts' $VIRSH).
+func (l *Libvirtd) VirshCommand() string {
+	return "virsh -c qemu+unix:///system?socket=" + l.SockRW
 }

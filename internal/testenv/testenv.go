@@ -322,6 +322,13 @@ func SharedTempDir(t testing.TB) string {
 // StartExporterAs is StartExporter as another user (nil: as the test).
 func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Exporter {
 	t.Helper()
+	return startExporter(t, func(bin string, all []string) *Process { return StartAs(t, cred, bin, all...) }, args...)
+}
+
+// startExporter starts the exporter through start, which runs the binary
+// with the full command line.
+func startExporter(t testing.TB, start func(bin string, args []string) *Process, args ...string) *Exporter {
+	t.Helper()
 	bin := ExporterBinary(t)
 	addr := FreePort(t)
 	all := []string{"--web.listen-address=" + addr}
@@ -337,7 +344,7 @@ func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Ex
 		all = append(all, "--backup.config-file="+empty)
 	}
 	all = append(all, args...)
-	p := StartAs(t, cred, bin, all...)
+	p := start(bin, all)
 	e := &Exporter{Process: p, URL: "http://" + addr}
 	p.WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e
