@@ -264,3 +264,119 @@ func TestBackupUnreadableAsUnprivilegedUser(t *testing.T) {
 	}
 	e.WaitOutput(t, 10*time.Second, "permission denied", secret) // the log says which path was denied
 }
+
+// TestEveryUnreadablePathIsCounted runs the exporter as nobody (a service
+// user without the unit's capability) against one job of each type whose
+// evidence is partly private to root, with the modes root's tools leave
+// (tee -a and rclone --log-file under a umask of 077, vzdump's 0600 logs,
+// a 0700 dump directory, cp -a of a 0600 domain XML): each unreadable path
+// is counted for its job and named in the log, and a VM whose XML cannot
+// be read is reported instead of dropped. A readable job shows 0.
+func TestEveryUnreadablePathIsCounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root", "the test switches to user nobody")
+	}
+	dir := testenv.SharedTempDir(t)
+	private := func(path string) string {
+		t.Helper()
+		if err := os.Chmod(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	night := time.Now().Add(-3 * time.Hour)
+	stamp := night.Format("2006-01-02 15:04:05")
+	rcloneStamp := night.Format("2006/01/02 15:04:05")
+
+	// rclone_log: the whole log is root's.
+	rcloneLog := filepath.Join(dir, "rclone.log")
+	writeFile(t, rcloneLog, rcloneStamp+" INFO  : Transferred: 1 / 1, 100%\nBackup completed at "+night.Format(time.UnixDate)+"\n", night)
+	private(rcloneLog)
+	// restore_log: the log is readable, its rotation is not.
+	restoreLog := filepath.Join(dir, "kvm_restore.log")
+	writeFile(t, restoreLog, stamp+" - === KVM ホスト復元開始 ===\n"+stamp+" - 復元完了。必要であれば再起動してください。\n", night)
+	writeFile(t, restoreLog+".1", stamp+" - === KVM ホスト復元開始 ===\n", night.Add(-24*time.Hour))
+	private(restoreLog + ".1")
+	// vzdump: the archive can be seen, its log cannot be read.
+	dump := filepath.Join(dir, "dump")
+	base := "vzdump-qemu-100-" + night.Format("2006_01_02-15_04_05")
+	writeFile(t, filepath.Join(dump, base+".vma.zst"), strings.Repeat("v", 4096), night)
+	writeFile(t, filepath.Join(dump, base+".log"), "INFO: Finished Backup of VM 100 (00:00:17)\n", night)
+	private(filepath.Join(dump, base+".log"))
+	// file_glob: the dump directory is root's alone.
+	sqlDir := filepath.Join(dir, "mysql")
+	writeFile(t, filepath.Join(sqlDir, "all.sql.gz"), "dump", night)
+	if err := os.Chmod(sqlDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// dated_dir: one VM's XML is root's (copied with cp -a from
+	// /etc/libvirt/qemu), the other's readable, both disks copied.
+	kvm := filepath.Join(dir, "kvm")
+	set := filepath.Join(kvm, night.Format("2006-01-02"))
+	writeFile(t, filepath.Join(set, "backup.log"), stamp+" - === KVM ホストバックアップ開始 ===\n"+stamp+" - [5/5] バックアップ完了しました\n", night)
+	for _, vm := range []string{"open", "closed"} {
+		writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name><devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/"+vm+".img'/></disk></devices></domain>\n", night)
+		writeFile(t, filepath.Join(set, "images", vm+".img"), strings.Repeat("i", 1024), night)
+	}
+	private(filepath.Join(set, "vm_xml", "closed.xml"))
+
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, fmt.Sprintf(`jobs:
+  - {name: s3, type: rclone_log, log_file: %s, max_age: 1d}
+  - {name: restore, type: restore_log, log_file: %s, max_age: 35d}
+  - {name: pve, type: vzdump, path: %s, max_age: 1d}
+  - {name: mysql, type: file_glob, glob: %s/*.sql.gz, max_age: 1d}
+  - {name: kvm, type: dated_dir, path: %s, max_age: 1d}
+  - {name: readable, type: file_glob, glob: %s/*.zst, max_age: 1d}
+`, rcloneLog, restoreLog, dump, sqlDir, kvm, dump), time.Time{})
+
+	e := testenv.StartExporterAs(t, testenv.Nobody, "--collector.disable-defaults", "--collector.backup", "--backup.config-file="+cfg, "--backup.scan-interval=300ms")
+	for _, c := range []struct {
+		job        string
+		unreadable float64
+		scanOK     float64
+		path       string // named in the log
+	}{
+		{"s3", 1, 0, rcloneLog},
+		{"restore", 1, 0, restoreLog + ".1"},
+		{"pve", 1, 1, filepath.Join(dump, base+".log")},
+		{"mysql", 1, 0, sqlDir},
+		{"kvm", 1, 1, filepath.Join(set, "vm_xml", "closed.xml")},
+		{"readable", 0, 1, ""},
+	} {
+		j := map[string]string{"backup_job": c.job}
+		mf := waitFor(t, e.URL+"/metrics", c.job+" scanned", has("vmhost_backup_unreadable_paths", j))
+		if v, _ := testenv.Value(mf, "vmhost_backup_unreadable_paths", j); v != c.unreadable {
+			t.Errorf("%s: unreadable_paths = %v, want %v", c.job, v, c.unreadable)
+		}
+		if v, _ := testenv.Value(mf, "vmhost_backup_scan_success", j); v != c.scanOK {
+			t.Errorf("%s: scan_success = %v, want %v", c.job, v, c.scanOK)
+		}
+		if c.path != "" {
+			e.WaitOutput(t, 10*time.Second, `path=`+c.path+` err=`)
+		}
+	}
+	mf := testenv.Scrape(t, e.URL+"/metrics")
+	if v, _ := testenv.Value(mf, "vmhost_backup_vm_definition_unreadable", map[string]string{"backup_job": "kvm", "domain": "closed"}); v != 1 {
+		t.Errorf("kvm: vm_definition_unreadable{closed} = %v, want 1", v)
+	}
+	if _, ok := testenv.Value(mf, "vmhost_backup_vm_definition_unreadable", map[string]string{"backup_job": "kvm", "domain": "open"}); ok {
+		t.Error("kvm: the readable VM is reported as unreadable")
+	}
+	if v, _ := testenv.Value(mf, "vmhost_backup_vm_last_success_size_bytes", map[string]string{"backup_job": "kvm", "domain": "open"}); v != 1024 {
+		t.Errorf("kvm: the readable VM's size = %v, want 1024", v)
+	}
+	if v, _ := testenv.Value(mf, "vmhost_backup_last_success_size_bytes", map[string]string{"backup_job": "pve"}); v != 4096 {
+		t.Errorf("pve: the archive judged without its log: size %v, want 4096", v)
+	}
+	// Logged once: several scans later, each path still has one line.
+	s3 := map[string]string{"backup_job": "s3"}
+	first, _ := testenv.Value(mf, "vmhost_backup_scan_timestamp_seconds", s3)
+	waitFor(t, e.URL+"/metrics", "three more scans", func(mf map[string]*dto.MetricFamily) bool {
+		ts, _ := testenv.Value(mf, "vmhost_backup_scan_timestamp_seconds", s3)
+		return ts > first+0.9
+	})
+	if n := strings.Count(e.Output(), `path=`+rcloneLog+` `); n != 1 {
+		t.Errorf("the unreadable rclone log was logged %d times, want once:\n%s", n, e.Output())
+	}
+}
