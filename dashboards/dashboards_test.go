@@ -277,7 +277,7 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	writeFile(t, cfg, "jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+filepath.Join(dir, "kvm")+"\n    max_age: 8d\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: "+filepath.Join(dir, "kvm_restore.log")+"\n    max_age: 35d\n")
 
-	e := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
+	e := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
 	exporterAddr := strings.TrimPrefix(e.URL, "http://")
 	balloon := httptest.NewServer(guestStats())
 	t.Cleanup(balloon.Close)

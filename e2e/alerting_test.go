@@ -196,7 +196,7 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 	if err := os.WriteFile(backupCfg, []byte("jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.sql.gz\n    max_age: 1h\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hostA := testenv.StartExporter(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node),
+	hostA := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node),
 		"--libvirt.timeout=2s", "--backup.config-file="+backupCfg, "--backup.scan-interval=1s")
 
 	// Host B: host metrics from a procfs fixture with 2 GiB of swap in use.

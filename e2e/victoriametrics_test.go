@@ -47,7 +47,7 @@ func TestAlertsThroughVictoriaMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	procfs := swappingProcfs(t, dir)
-	hostB := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
+	hostB := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
 		"--collector.vmstat", "--path.procfs="+procfs, "--collector.backup", "--backup.config-file="+backupCfg,
 		"--backup.scan-interval=1s")
 

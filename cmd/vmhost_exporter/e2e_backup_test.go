@@ -70,7 +70,7 @@ func TestBackupConfigReload(t *testing.T) {
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.gz\n    max_age: 26h\n", time.Time{})
 
-	e := testenv.StartExporter(t, "--no-collector.libvirt", "--backup.config-file="+cfg, "--web.enable-lifecycle")
+	e := testenv.StartExporterAsService(t, "--no-collector.libvirt", "--backup.config-file="+cfg, "--web.enable-lifecycle")
 	url := e.URL + "/metrics"
 	waitFor(t, url, "first scan", equals("vmhost_backup_scan_success", map[string]string{"backup_job": "dumps"}, 1))
 
@@ -158,7 +158,7 @@ func TestReloadNeedsLifecycleFlag(t *testing.T) {
 	dir := testenv.SharedTempDir(t)
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs: []\n", time.Time{})
-	e := testenv.StartExporter(t, "--no-collector.libvirt", "--backup.config-file="+cfg)
+	e := testenv.StartExporterAsService(t, "--no-collector.libvirt", "--backup.config-file="+cfg)
 	writeFile(t, cfg, "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dir+"/*.gz\n    max_age: 26h\n", time.Time{})
 
 	resp, err := http.Post(e.URL+"/-/reload", "", nil)

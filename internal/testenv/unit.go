@@ -250,3 +250,11 @@ func StartExporterAsUnit(t testing.TB, id UnitIdentity, args ...string) *Exporte
 		return Start(t, setpriv, append(append(id.setprivArgs(), "--", bin), all...)...)
 	}, args...)
 }
+
+// StartExporterAsService is StartExporter as the shipped unit runs it:
+// tests that judge backup files use it, so that what they assert is what
+// the installed service sees, not what root sees.
+func StartExporterAsService(t testing.TB, args ...string) *Exporter {
+	t.Helper()
+	return StartExporterAsUnit(t, ShippedUnitIdentity(t), args...)
+}

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/collector/backup"
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+// readmeSections splits README.md into its level-2 sections, in order:
+// heading to body.
+func readmeSections(t *testing.T) (titles []string, bodies map[string]string) {
+	t.Helper()
+	text := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
+	bodies = map[string]string{}
+	current := ""
+	inFence := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if !inFence && strings.HasPrefix(line, "## ") {
+			current = strings.TrimPrefix(line, "## ")
+			titles = append(titles, current)
+			continue
+		}
+		if current != "" {
+			bodies[current] += line + "\n"
+		}
+	}
+	return titles, bodies
+}
+
+// githubAnchor is the fragment GitHub gives a heading.
+func githubAnchor(title string) string {
+	a := strings.ToLower(title)
+	a = regexp.MustCompile(`[^\p{L}\p{N} _-]`).ReplaceAllString(a, "")
+	return "#" + strings.ReplaceAll(a, " ", "-")
+}
+
+// TestReadmeFrontDoor: the README opens with the operator's path on one
+// screen (install on Debian and on Rocky/AlmaLinux side by side, a backup
+// configuration for the seed's nightly jobs, Prometheus, Alertmanager,
+// Grafana), then a contents list naming every section; the backup
+// configuration it shows is valid and gives nightly jobs a max_age that
+// notices one missed night; and every installed path it names is one the
+// package installs.
+func TestReadmeFrontDoor(t *testing.T) {
+	titles, bodies := readmeSections(t)
+	if len(titles) < 3 {
+		t.Fatalf("README has %d sections", len(titles))
+	}
+	first := bodies[titles[0]]
+	if !strings.HasPrefix(titles[0], "Quick start") {
+		t.Errorf("the first section is %q; the operator's path (Quick start) comes first", titles[0])
+	}
+	if n := strings.Count(first, "\n"); n > 120 {
+		t.Errorf("the quick start is %d lines; it should fit a screen or two", n)
+	}
+	// Install: Debian and Rocky/AlmaLinux side by side, before anything else.
+	install := first
+	if i := strings.Index(first, "```yaml"); i > 0 {
+		install = first[:i]
+	}
+	for _, want := range []string{"Debian", "Rocky", "AlmaLinux", "apt install ./vmhost-exporter_", "dnf install ./vmhost-exporter-"} {
+		if !strings.Contains(install, want) {
+			t.Errorf("the quick start's install step lacks %q", want)
+		}
+	}
+	for _, want := range []string{"kvm_backup.sh", "rclone", "kvm_restore.log", "rule_files", "/usr/share/vmhost_exporter/rules/", "alertmanager", "/usr/share/vmhost_exporter/dashboards/"} {
+		if !strings.Contains(strings.ToLower(first), strings.ToLower(want)) {
+			t.Errorf("the quick start does not mention %q", want)
+		}
+	}
+
+	// Its backup configuration loads, and nightly jobs go stale after one
+	// missed night, not a week.
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(first, -1)
+	var jobs []backup.Job
+	for _, b := range blocks {
+		if !strings.Contains(b[1], "jobs:") {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "backup.yml")
+		if err := os.WriteFile(path, []byte(b[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := backup.LoadConfig(path)
+		if err != nil {
+			t.Fatalf("the quick start's backup.yml: %v", err)
+		}
+		jobs = append(jobs, cfg.Jobs...)
+	}
+	types := map[string]bool{}
+	for _, j := range jobs {
+		types[j.Type] = true
+		if j.Type != backup.TypeRestoreLog && time.Duration(j.MaxAge) > 30*time.Hour {
+			t.Errorf("quick start job %s (%s): max_age %s lets a week of missed nights pass; a nightly job wants about 26h", j.Name, j.Type, time.Duration(j.MaxAge))
+		}
+	}
+	for _, typ := range []string{backup.TypeDatedDir, backup.TypeRcloneLog, backup.TypeRestoreLog} {
+		if !types[typ] {
+			t.Errorf("the quick start's backup.yml has no %s job", typ)
+		}
+	}
+
+	// The contents list links every other section.
+	contents, ok := bodies["Contents"]
+	if !ok {
+		t.Fatal("README has no Contents section")
+	}
+	for _, title := range titles[1:] {
+		if title == "Contents" {
+			continue
+		}
+		if !strings.Contains(contents, "]("+githubAnchor(title)+")") {
+			t.Errorf("Contents does not link section %q (%s)", title, githubAnchor(title))
+		}
+	}
+
+	// Installed paths the README names are the package's.
+	nfpm := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "packaging", "nfpm.yaml"))
+	var dsts []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*dst:\s*(\S+)`).FindAllStringSubmatch(nfpm, -1) {
+		dsts = append(dsts, m[1])
+	}
+	readme := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
+	for _, p := range regexp.MustCompile(`/(?:usr/share/vmhost_exporter|usr/share/doc/vmhost-exporter|etc/vmhost_exporter/backup\.yml|etc/default/vmhost_exporter|etc/sysconfig/vmhost_exporter)[^\s` + "`" + `'")*,]*`).FindAllString(readme, -1) {
+		p = strings.TrimRight(p, ".:")
+		installed := false
+		for _, d := range dsts {
+			if p == d || strings.HasPrefix(d, strings.TrimSuffix(p, "/")+"/") || (strings.HasSuffix(d, "/") && strings.HasPrefix(p, d)) {
+				installed = true
+				break
+			}
+		}
+		if !installed {
+			t.Errorf("README names %s, which the package does not install (packaging/nfpm.yaml)", p)
+		}
+	}
+}
