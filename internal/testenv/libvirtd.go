@@ -71,6 +71,14 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 		}
 		l.binds = append(l.binds, [2]string{private, host})
 	}
+	// libvirtd looks up the user of every client; the shipped service's
+	// user exists on a host with the package, so it does in the daemon's
+	// namespace too (tests connect as that user).
+	if _, err := os.Stat("/etc/passwd"); err == nil {
+		if etc, err := serviceAccounts(); err == nil {
+			l.binds = append(l.binds, [2]string{filepath.Join(etc, "passwd"), "/etc/passwd"}, [2]string{filepath.Join(etc, "group"), "/etc/group"})
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "state", "var-lib-libvirt", "qemu"), 0o755); err != nil {
 		t.Fatal(err)
 	}

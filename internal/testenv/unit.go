@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -122,27 +124,15 @@ func ShippedUnitIdentity(t testing.TB) UnitIdentity {
 	passwd, group := "/etc/passwd", "/etc/group"
 	id.Source = "the machine's " + passwd
 	if _, ok := lookupColon(t, passwd, id.User); !ok {
-		sysusers := LookPath(t, "systemd-sysusers", "systemd")
-		root := t.TempDir()
-		etc := filepath.Join(root, "etc")
-		if err := os.Mkdir(etc, 0o755); err != nil {
+		etc, err := serviceAccounts()
+		if err != nil {
+			if errors.Is(err, exec.ErrNotFound) {
+				Missing(t, "systemd-sysusers", "apt-get install systemd")
+			}
 			t.Fatal(err)
 		}
-		for _, f := range []string{"passwd", "group"} {
-			data, err := os.ReadFile(filepath.Join("/etc", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(etc, f), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		conf := filepath.Join(RepoRoot(), "deploy", "sysusers.d", "vmhost_exporter.conf")
-		if out, err := exec.Command(sysusers, "--root="+root, conf).CombinedOutput(); err != nil {
-			t.Fatalf("systemd-sysusers --root: %v\n%s", err, out)
-		}
 		passwd, group = filepath.Join(etc, "passwd"), filepath.Join(etc, "group")
-		id.Source = "systemd-sysusers " + filepath.Base(conf)
+		id.Source = "systemd-sysusers vmhost_exporter.conf"
 	}
 	fields, ok := lookupColon(t, passwd, id.User)
 	if !ok {
@@ -175,6 +165,43 @@ func ShippedUnitIdentity(t testing.TB) UnitIdentity {
 	}
 	return id
 }
+
+// serviceAccounts is a directory holding passwd and group: the machine's,
+// plus what the shipped sysusers file adds, as systemd-sysusers writes them
+// on a host where the package is installed. Made once per test process, in
+// its temp dir; the machine's own files never change. Private libvirt
+// daemons see these files as their /etc/passwd and /etc/group (libvirtd
+// looks up the user of every client), so the exporter can connect to them
+// as the service user.
+var serviceAccounts = sync.OnceValues(func() (string, error) {
+	sysusers, err := exec.LookPath("systemd-sysusers")
+	if err != nil {
+		return "", err
+	}
+	dir, err := processTempDir()
+	if err != nil {
+		return "", err
+	}
+	root := filepath.Join(dir, "service-accounts")
+	etc := filepath.Join(root, "etc")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		return "", err
+	}
+	for _, f := range []string{"passwd", "group"} {
+		data, err := os.ReadFile(filepath.Join("/etc", f))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(etc, f), data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	conf := filepath.Join(RepoRoot(), "deploy", "sysusers.d", "vmhost_exporter.conf")
+	if out, err := exec.Command(sysusers, "--root="+root, conf).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("systemd-sysusers --root: %v\n%s", err, out)
+	}
+	return etc, nil
+})
 
 // lookupColon finds name in a passwd- or group-style file.
 func lookupColon(t testing.TB, path, name string) ([]string, bool) {
