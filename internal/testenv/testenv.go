@@ -322,6 +322,14 @@ func SharedTempDir(t testing.TB) string {
 // StartExporterAs is StartExporter as another user (nil: as the test).
 func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Exporter {
 	t.Helper()
+	return StartExporterWith(t, &syscall.SysProcAttr{Credential: cred}, args...)
+}
+
+// StartExporterWith is StartExporter with the process attributes a service
+// manager would give it: credentials and ambient capabilities, as a unit's
+// User= and AmbientCapabilities= do.
+func StartExporterWith(t testing.TB, attr *syscall.SysProcAttr, args ...string) *Exporter {
+	t.Helper()
 	bin := ExporterBinary(t)
 	addr := FreePort(t)
 	all := []string{"--web.listen-address=" + addr}
@@ -337,7 +345,9 @@ func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Ex
 		all = append(all, "--backup.config-file="+empty)
 	}
 	all = append(all, args...)
-	p := StartAs(t, cred, bin, all...)
+	cmd := exec.Command(bin, all...)
+	cmd.SysProcAttr = attr
+	p := StartCommand(t, cmd)
 	e := &Exporter{Process: p, URL: "http://" + addr}
 	p.WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e
