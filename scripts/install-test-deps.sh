@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate)
+  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate
+  rpm)
 
 missing=()
 for p in "${packages[@]}"; do
