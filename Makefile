@@ -100,6 +100,9 @@ $(PROMTOOL3): go.mod go.sum
 DIST    ?= $(CURDIR)/dist
 RELEASE := vmhost_exporter-$(VERSION).linux-amd64
 NFPM    := $(CACHE)/bin/nfpm
+# The package scripts; the upgrade test builds an older release's
+# package with its scripts from elsewhere.
+PKG_SCRIPTS ?= packaging/scripts
 $(NFPM): go.mod go.sum
 	$(GO) build -o $@ github.com/goreleaser/nfpm/v2/cmd/nfpm
 package: $(NFPM)
@@ -108,8 +111,9 @@ package: $(NFPM)
 	$(GO) run ./packaging/gen-copyright -binary $(DIST)/stage/pkg/vmhost_exporter -header packaging/copyright \
 	  -modcache "$$($(GO) env GOMODCACHE)" -goroot "$$($(GO) env GOROOT)" -o $(DIST)/stage/pkg/copyright
 	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/pkg/vmhost_exporter.service
-	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default packaging/scripts \
+	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default \
 	  LICENSE README.md docs rules dashboards examples $(DIST)/stage/pkg/
+	mkdir -p $(DIST)/stage/pkg/scripts && cp $(PKG_SCRIPTS)/*.sh $(DIST)/stage/pkg/scripts/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager deb --target $(DIST)/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager rpm --target $(DIST)/
 	cp $(DIST)/stage/pkg/vmhost_exporter $(DIST)/stage/pkg/copyright README.md LICENSE $(DIST)/stage/$(RELEASE)/

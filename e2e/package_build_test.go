@@ -29,28 +29,34 @@ func repoVersion(t *testing.T) string {
 	return strings.TrimSpace(testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "VERSION")))
 }
 
-// buildRelease runs `make package` for version ("" is the VERSION file's),
-// once per test binary: the tests of this package share its output.
-// $USER is empty, as on CI runners that do not set it: the build user
-// must still be known.
-func buildRelease(t *testing.T, version string) *release {
+// buildRelease runs `make package` for version ("" is the VERSION file's)
+// with the package scripts of scripts ("" is packaging/scripts), once per
+// test binary: the tests of this package share its output. $USER is
+// empty, as on CI runners that do not set it: the build user must still be
+// known.
+func buildRelease(t *testing.T, version, scripts string) *release {
 	t.Helper()
 	releasesMu.Lock()
 	defer releasesMu.Unlock()
 	if version == "" {
 		version = repoVersion(t)
 	}
-	if r, ok := releases[version]; ok {
+	key := version + " " + scripts
+	if r, ok := releases[key]; ok {
 		return r
 	}
 	dir, err := os.MkdirTemp(testenv.ProcessTempDir(t), "dist-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "-C", testenv.RepoRoot(), "--no-print-directory", "package", "DIST="+dir, "VERSION="+version)
+	args := []string{"-C", testenv.RepoRoot(), "--no-print-directory", "package", "DIST=" + dir, "VERSION=" + version}
+	if scripts != "" {
+		args = append(args, "PKG_SCRIPTS="+scripts)
+	}
+	cmd := exec.Command("make", args...)
 	cmd.Env = append(os.Environ(), "USER=")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make package VERSION=%s: %v\n%s", version, err, out)
+		t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	tarDir := "vmhost_exporter-" + version + ".linux-amd64"
 	r := &release{
@@ -61,7 +67,7 @@ func buildRelease(t *testing.T, version string) *release {
 		tarball: filepath.Join(dir, tarDir+".tar.gz"),
 		tarDir:  tarDir,
 	}
-	releases[version] = r
+	releases[key] = r
 	return r
 }
 

@@ -89,7 +89,7 @@ func TestPackageInstallsAndPurges(t *testing.T) {
 		}
 	})
 
-	r := buildRelease(t, "")
+	r := buildRelease(t, "", "")
 	dist := r.dir
 	for _, f := range []string{r.deb, r.rpm, r.tarball} {
 		if !strings.Contains(testenv.ReadFile(t, filepath.Join(dist, "SHA256SUMS")), filepath.Base(f)) {
