@@ -12,8 +12,11 @@ VERSION  ?= $(shell cat VERSION 2>/dev/null)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 BRANCH   ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 PKG_VERSION := github.com/prometheus/common/version
+# Who built it: $USER, which CI runners and containers may leave unset or
+# empty, else the name of the user id.
+BUILD_USER ?= $(or $(USER),$(shell id -un))@$(shell hostname)
 LDFLAGS  := -s -w -X $(PKG_VERSION).Version=$(VERSION) -X $(PKG_VERSION).Revision=$(REVISION) \
-            -X $(PKG_VERSION).Branch=$(BRANCH) -X $(PKG_VERSION).BuildUser=$(USER)@$(shell hostname) \
+            -X $(PKG_VERSION).Branch=$(BRANCH) -X $(PKG_VERSION).BuildUser=$(BUILD_USER) \
             -X $(PKG_VERSION).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
 # Extra flags for `make run`, e.g. make run ARGS='--libvirt.uri=qemu:///system'.
@@ -90,24 +93,34 @@ $(PROMTOOL3): go.mod go.sum
 	$(GO) build -tags remove_all_sd -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat $(PROM3_DIR)/VERSION)" github.com/prometheus/prometheus/cmd/promtool
 
 # The .deb and .rpm (nfpm, pinned in go.mod as a tool), a release tarball in
-# node_exporter's layout and SHA256SUMS, all in $(DIST).
+# node_exporter's layout and SHA256SUMS, all in $(DIST). The copyright file
+# (licences of the project and of every Go module linked into the binary)
+# is generated from the binary's build information by
+# packaging/gen-copyright; the docs are every docs/*.md and examples/*.
 DIST    ?= $(CURDIR)/dist
 RELEASE := vmhost_exporter-$(VERSION).linux-amd64
 NFPM    := $(CACHE)/bin/nfpm
+# The package scripts; the upgrade test builds an older release's
+# package with its scripts from elsewhere.
+PKG_SCRIPTS ?= packaging/scripts
 $(NFPM): go.mod go.sum
 	$(GO) build -o $@ github.com/goreleaser/nfpm/v2/cmd/nfpm
 package: $(NFPM)
 	rm -rf $(DIST) && mkdir -p $(DIST)/stage/pkg $(DIST)/stage/$(RELEASE)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/stage/pkg/vmhost_exporter ./cmd/vmhost_exporter
+	$(GO) run ./packaging/gen-copyright -binary $(DIST)/stage/pkg/vmhost_exporter -header packaging/copyright \
+	  -modcache "$$($(GO) env GOMODCACHE)" -goroot "$$($(GO) env GOROOT)" -o $(DIST)/stage/pkg/copyright
 	sed 's#/usr/local/bin/vmhost_exporter#/usr/bin/vmhost_exporter#' deploy/systemd/vmhost_exporter.service >$(DIST)/stage/pkg/vmhost_exporter.service
-	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default packaging/scripts \
-	  packaging/copyright LICENSE README.md docs/runbooks.md rules dashboards examples $(DIST)/stage/pkg/
+	cp -r deploy/sysusers.d/vmhost_exporter.conf packaging/backup.yml packaging/default \
+	  LICENSE README.md docs rules dashboards examples $(DIST)/stage/pkg/
+	mkdir -p $(DIST)/stage/pkg/scripts && cp $(PKG_SCRIPTS)/*.sh $(DIST)/stage/pkg/scripts/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager deb --target $(DIST)/
 	cd $(DIST)/stage/pkg && VERSION=$(VERSION) $(NFPM) package --config $(CURDIR)/packaging/nfpm.yaml --packager rpm --target $(DIST)/
-	cp $(DIST)/stage/pkg/vmhost_exporter README.md LICENSE $(DIST)/stage/$(RELEASE)/
-	mkdir -p $(DIST)/stage/$(RELEASE)/rules $(DIST)/stage/$(RELEASE)/dashboards
+	cp $(DIST)/stage/pkg/vmhost_exporter $(DIST)/stage/pkg/copyright README.md LICENSE $(DIST)/stage/$(RELEASE)/
+	mkdir -p $(DIST)/stage/$(RELEASE)/rules $(DIST)/stage/$(RELEASE)/dashboards $(DIST)/stage/$(RELEASE)/docs
 	cp rules/*.yml $(DIST)/stage/$(RELEASE)/rules/
 	cp dashboards/*.json $(DIST)/stage/$(RELEASE)/dashboards/
+	cp docs/*.md $(DIST)/stage/$(RELEASE)/docs/
 	cp -r examples deploy $(DIST)/stage/$(RELEASE)/
 	tar -C $(DIST)/stage -czf $(DIST)/$(RELEASE).tar.gz --owner=0 --group=0 $(RELEASE)
 	rm -rf $(DIST)/stage

@@ -5,8 +5,11 @@
 # reports what is missing, so the tests can skip (or fail under CI=true).
 set -euo pipefail
 
+# rpm: the package test installs the .rpm in a sandbox as it does the .deb
+# (the package starts no service).
 packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate)
+  qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate
+  rpm)
 
 missing=()
 for p in "${packages[@]}"; do

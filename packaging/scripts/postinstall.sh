@@ -1,7 +1,9 @@
 #!/bin/sh
 # Creates the service user (sysusers.d file of the package), then enables
-# and starts the service where systemd runs, as Debian does for daemons
-# (through deb-systemd-invoke where present, so policy-rc.d is honoured).
+# and (re)starts the service where systemd runs: started on install,
+# restarted on the new binary on upgrade. dpkg passes "configure" (there
+# through deb-systemd-invoke, so policy-rc.d is honoured), rpm the number of
+# the package's versions installed (1 install, 2 upgrade).
 set -e
 
 if command -v systemd-sysusers >/dev/null 2>&1; then
@@ -14,7 +16,7 @@ fi
 
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null || true
-  if command -v deb-systemd-invoke >/dev/null 2>&1; then
+  if [ "$1" = configure ] && command -v deb-systemd-invoke >/dev/null 2>&1; then
     deb-systemd-helper enable vmhost_exporter.service >/dev/null || true
     deb-systemd-invoke restart vmhost_exporter.service >/dev/null || true
   else

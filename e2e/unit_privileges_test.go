@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+const shippedUnit = "../deploy/systemd/vmhost_exporter.service"
+
+// unitCapabilities are the capability names a unit may name here, with
+// their numbers for SysProcAttr.AmbientCaps.
+var unitCapabilities = map[string]uintptr{
+	"CAP_DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH,
+	"CAP_DAC_OVERRIDE":    unix.CAP_DAC_OVERRIDE,
+	"CAP_SYS_ADMIN":       unix.CAP_SYS_ADMIN,
+}
+
+// rootBackupTree writes one dated set as a root-run kvm_backup.sh leaves
+// it: cp -a of /etc/libvirt (0700 directories, 0600 files) and rsync -a of
+// /var/lib/libvirt/images (0711: enter, not list; 0600 images). It returns
+// the job's path, the number of its files and its apparent size.
+func rootBackupTree(t *testing.T) (base string, files, bytes int) {
+	t.Helper()
+	base = filepath.Join(testenv.SharedTempDir(t), "kvm")
+	set := filepath.Join(base, time.Now().Format("2006-01-02"))
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{base, 0o755}, {set, 0o755}, {filepath.Join(set, "vm_xml"), 0o700},
+		{filepath.Join(set, "etc"), 0o700}, {filepath.Join(set, "etc", "libvirt"), 0o700},
+		{filepath.Join(set, "etc", "libvirt", "qemu"), 0o700}, {filepath.Join(set, "images"), 0o711},
+	} {
+		if err := os.Mkdir(d.path, d.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+	}
+	for name, size := range map[string]int{
+		"vm_xml/web1.xml":              300,
+		"etc/libvirt/qemu/web1.xml":    300,
+		"etc/libvirt/libvirtd.conf":    120,
+		"images/web1.qcow2":            65536,
+		"images/web1-data.qcow2":       4096,
+		"etc/libvirt/qemu/autostart.x": 1,
+	} {
+		if err := os.WriteFile(filepath.Join(set, name), []byte(strings.Repeat("x", size)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files++
+	}
+	// The script's log, written with root's default umask.
+	log := time.Now().Format("2006-01-02") + " 02:00:00 - [5/5] バックアップ完了しました\n"
+	if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The reference for the size: du as root (directories count too).
+	out, err := exec.Command("du", "-s", "-B1", "--apparent-size", set).Output()
+	if err != nil {
+		t.Fatalf("du: %v", err)
+	}
+	bytes, err = strconv.Atoi(strings.Fields(string(out))[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, files + 1, bytes
+}
+
+// TestShippedServiceReadsRootBackups runs the exporter as an unprivileged
+// user with exactly the capabilities the shipped unit gives it
+// (AmbientCapabilities=), against a backup tree root wrote with root's
+// modes: it must count every file and byte and find no directory
+// unreadable. The same user without the unit's capabilities is the
+// control: it cannot read the tree, so the tree does test the privilege.
+func TestShippedServiceReadsRootBackups(t *testing.T) {
+	testenv.RequireRoot(t, "a root-owned tree and another user's capabilities need root")
+	unit := unitServiceSettings(t, shippedUnit)
+	// Exactly the one capability, in the bounding set too: the service can
+	// never gain another (NoNewPrivileges blocks setuid binaries).
+	for _, k := range []string{"AmbientCapabilities", "CapabilityBoundingSet"} {
+		if unit[k] != "CAP_DAC_READ_SEARCH" {
+			t.Errorf("unit %s=%q, want CAP_DAC_READ_SEARCH (root's 0700/0600 backup trees)", k, unit[k])
+		}
+	}
+	if unit["NoNewPrivileges"] != "yes" {
+		t.Errorf("unit NoNewPrivileges=%q, want yes", unit["NoNewPrivileges"])
+	}
+	var ambient []uintptr
+	for _, name := range strings.Fields(unit["AmbientCapabilities"]) {
+		c, ok := unitCapabilities[name]
+		if !ok {
+			t.Fatalf("unit names capability %s, unknown to this test", name)
+		}
+		ambient = append(ambient, c)
+	}
+
+	base, files, bytes := rootBackupTree(t)
+	config := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
+	if err := os.WriteFile(config, []byte("jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+base+"\n    max_age: 8d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := map[string]string{"backup_job": "kvm-host"}
+	for _, tc := range []struct {
+		name           string
+		ambient        []uintptr
+		wantFiles      int
+		wantUnreadable bool
+	}{
+		{"the unit's capabilities", ambient, files, false},
+		{"no capabilities", nil, 1, true}, // only backup.log, in the 0755 set directory
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testenv.StartExporterWith(t, &syscall.SysProcAttr{Credential: testenv.Nobody, AmbientCaps: tc.ambient},
+				"--backup.config-file="+config)
+			var got map[string]float64
+			testenv.Eventually(t, 30*time.Second, "the first backup scan", func() (bool, string) {
+				mf := testenv.Scrape(t, e.URL+"/metrics")
+				got = map[string]float64{}
+				for _, name := range []string{"vmhost_backup_scan_success", "vmhost_backup_total_files", "vmhost_backup_total_size_bytes", "vmhost_backup_total_unreadable_dirs"} {
+					if v, ok := testenv.Value(mf, name, job); ok {
+						got[name] = v
+					}
+				}
+				return len(got) == 4, ""
+			})
+			if got["vmhost_backup_total_files"] != float64(tc.wantFiles) {
+				t.Errorf("vmhost_backup_total_files = %v, want %d", got["vmhost_backup_total_files"], tc.wantFiles)
+			}
+			// All of du's bytes only when it reads everything.
+			if size := got["vmhost_backup_total_size_bytes"]; (size == float64(bytes)) == tc.wantUnreadable {
+				t.Errorf("vmhost_backup_total_size_bytes = %v, du as root %d; want equal: %v", size, bytes, !tc.wantUnreadable)
+			}
+			if unreadable := got["vmhost_backup_total_unreadable_dirs"] > 0; unreadable != tc.wantUnreadable {
+				t.Errorf("vmhost_backup_total_unreadable_dirs = %v, want unreadable directories: %v", got["vmhost_backup_total_unreadable_dirs"], tc.wantUnreadable)
+			}
+		})
+	}
+}
+
+// TestShippedUnitOrderingAndEnvironment: the unit starts after libvirt
+// in either of its forms (Debian's and EL8's libvirtd, EL9's modular
+// virtqemud) and reads the flags file of either packaging convention.
+func TestShippedUnitOrderingAndEnvironment(t *testing.T) {
+	data := testenv.ReadFile(t, shippedUnit)
+	var after, env []string
+	for _, line := range strings.Split(data, "\n") {
+		if v, ok := strings.CutPrefix(line, "After="); ok {
+			after = append(after, strings.Fields(v)...)
+		}
+		if v, ok := strings.CutPrefix(line, "EnvironmentFile="); ok {
+			env = append(env, v)
+		}
+	}
+	for _, want := range []string{"libvirtd.service", "libvirtd-ro.socket", "virtqemud.service", "virtqemud-ro.socket"} {
+		if !slices.Contains(after, want) {
+			t.Errorf("unit not ordered after %s: After=%v", want, after)
+		}
+	}
+	for _, want := range []string{"-/etc/default/vmhost_exporter", "-/etc/sysconfig/vmhost_exporter"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("unit lacks EnvironmentFile=%s (optional): %v", want, env)
+		}
+	}
+}
