@@ -237,8 +237,12 @@ func TestShippedServiceIdentity(t *testing.T) {
 	if err := os.WriteFile(node, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-	e := testenv.StartExporterAs(t, cred, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node))
+	// The user's numbers as on this machine with the package installed
+	// (sysusers allocates them among the machine's users), its
+	// capabilities as the unit gives them.
+	id := testenv.ShippedUnitIdentity(t)
+	cred := &syscall.Credential{Uid: uint32(id.UID), Gid: uint32(id.GID), Groups: []uint32{}}
+	e := testenv.StartExporterAsUnit(t, id, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node))
 	mf := testenv.Scrape(t, e.URL+"/metrics")
 	if v, _ := testenv.Value(mf, "libvirt_up", nil); v != 1 {
 		t.Errorf("libvirt_up as the service user = %v, want 1\n%s", v, e.Output())

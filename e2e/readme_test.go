@@ -130,7 +130,7 @@ func TestReadmeFrontDoor(t *testing.T) {
 		dsts = append(dsts, m[1])
 	}
 	readme := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
-	for _, p := range regexp.MustCompile(`/(?:usr/share/vmhost_exporter|usr/share/doc/vmhost-exporter|etc/vmhost_exporter/backup\.yml|etc/default/vmhost_exporter|etc/sysconfig/vmhost_exporter)[^\s` + "`" + `'")*,]*`).FindAllString(readme, -1) {
+	for _, p := range regexp.MustCompile(`/(?:usr/share/vmhost_exporter|usr/share/doc/vmhost-exporter|etc/vmhost_exporter/backup\.yml|etc/default/vmhost_exporter|etc/sysconfig/vmhost_exporter)[^\s`+"`"+`'")*,]*`).FindAllString(readme, -1) {
 		p = strings.TrimRight(p, ".:")
 		installed := false
 		for _, d := range dsts {

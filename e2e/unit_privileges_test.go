@@ -7,24 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
 const shippedUnit = "../deploy/systemd/vmhost_exporter.service"
-
-// unitCapabilities are the capability names a unit may name here, with
-// their numbers for SysProcAttr.AmbientCaps.
-var unitCapabilities = map[string]uintptr{
-	"CAP_DAC_READ_SEARCH": unix.CAP_DAC_READ_SEARCH,
-	"CAP_DAC_OVERRIDE":    unix.CAP_DAC_OVERRIDE,
-	"CAP_SYS_ADMIN":       unix.CAP_SYS_ADMIN,
-}
 
 // rootBackupTree writes one dated set as a root-run kvm_backup.sh leaves
 // it: cp -a of /etc/libvirt (0700 directories, 0600 files) and rsync -a of
@@ -79,9 +68,9 @@ func rootBackupTree(t *testing.T) (base string, files, bytes int) {
 	return base, files + 1, bytes
 }
 
-// TestShippedServiceReadsRootBackups runs the exporter as an unprivileged
-// user with exactly the capabilities the shipped unit gives it
-// (AmbientCapabilities=), against a backup tree root wrote with root's
+// TestShippedServiceReadsRootBackups runs the exporter as the shipped
+// unit's user with exactly the capabilities it gives it
+// (AmbientCapabilities=, through setpriv), against a backup tree root wrote with root's
 // modes: it must count every file and byte and find no directory
 // unreadable. The same user without the unit's capabilities is the
 // control: it cannot read the tree, so the tree does test the privilege.
@@ -98,14 +87,7 @@ func TestShippedServiceReadsRootBackups(t *testing.T) {
 	if unit["NoNewPrivileges"] != "yes" {
 		t.Errorf("unit NoNewPrivileges=%q, want yes", unit["NoNewPrivileges"])
 	}
-	var ambient []uintptr
-	for _, name := range strings.Fields(unit["AmbientCapabilities"]) {
-		c, ok := unitCapabilities[name]
-		if !ok {
-			t.Fatalf("unit names capability %s, unknown to this test", name)
-		}
-		ambient = append(ambient, c)
-	}
+	id := testenv.ShippedUnitIdentity(t)
 
 	base, files, bytes := rootBackupTree(t)
 	config := filepath.Join(testenv.SharedTempDir(t), "backup.yml")
@@ -115,16 +97,15 @@ func TestShippedServiceReadsRootBackups(t *testing.T) {
 	job := map[string]string{"backup_job": "kvm-host"}
 	for _, tc := range []struct {
 		name           string
-		ambient        []uintptr
+		id             testenv.UnitIdentity
 		wantFiles      int
 		wantUnreadable bool
 	}{
-		{"the unit's capabilities", ambient, files, false},
-		{"no capabilities", nil, 1, true}, // only backup.log, in the 0755 set directory
+		{"the unit's identity", id, files, false},
+		{"no capabilities", id.WithoutCapabilities(), 1, true}, // only backup.log, in the 0755 set directory
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := testenv.StartExporterWith(t, &syscall.SysProcAttr{Credential: testenv.Nobody, AmbientCaps: tc.ambient},
-				"--backup.config-file="+config)
+			e := testenv.StartExporterAsUnit(t, tc.id, "--backup.config-file="+config)
 			var got map[string]float64
 			testenv.Eventually(t, 30*time.Second, "the first backup scan", func() (bool, string) {
 				mf := testenv.Scrape(t, e.URL+"/metrics")

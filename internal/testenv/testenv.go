@@ -325,18 +325,6 @@ func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Ex
 	return startExporter(t, func(bin string, all []string) *Process { return StartAs(t, cred, bin, all...) }, args...)
 }
 
-// StartExporterWith is StartExporter with the process attributes a service
-// manager would give it: credentials and ambient capabilities, as a unit's
-// User= and AmbientCapabilities= do.
-func StartExporterWith(t testing.TB, attr *syscall.SysProcAttr, args ...string) *Exporter {
-	t.Helper()
-	return startExporter(t, func(bin string, all []string) *Process {
-		cmd := exec.Command(bin, all...)
-		cmd.SysProcAttr = attr
-		return StartCommand(t, cmd)
-	}, args...)
-}
-
 // startExporter starts the exporter through start, which runs the binary
 // with the full command line.
 func startExporter(t testing.TB, start func(bin string, args []string) *Process, args ...string) *Exporter {
