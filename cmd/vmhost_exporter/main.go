@@ -18,6 +18,13 @@ import (
 	"slices"
 	"syscall"
 	"time"
+	// The zone database is built in (about 450 KB) so that TZ and a backup
+	// job's time_zone resolve on a minimal host or container without the
+	// tzdata package; a host that has /usr/share/zoneinfo still wins, as
+	// Go reads the system's files first, so a tzdata update of the
+	// distribution (a country changing its DST rules) applies without a
+	// rebuild.
+	_ "time/tzdata"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"

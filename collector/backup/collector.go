@@ -252,7 +252,7 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 		testHookBeforeScan(j)
 	}
 	now := c.opts.Now()
-	data, err := scanFuncs[j.Type](j, now, c.opts.Location)
+	data, err := scanFuncs[j.Type](j, now, j.Location(c.opts.Location))
 	if err == nil {
 		err = checkClock(data, now)
 	}
@@ -307,7 +307,8 @@ func (c *Collector) store(res *jobResult) {
 }
 
 func sameSource(a, b Job) bool {
-	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob
+	// A new time zone moves every time read before: the old data is wrong.
+	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob && a.TimeZone == b.TimeZone
 }
 
 // Describe implements prometheus.Collector.

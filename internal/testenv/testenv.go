@@ -322,10 +322,30 @@ func SharedTempDir(t testing.TB) string {
 // StartExporterAs is StartExporter as another user (nil: as the test).
 func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Exporter {
 	t.Helper()
+	return StartExporterWith(t, ExporterOptions{Cred: cred}, args...)
+}
+
+// ExporterOptions say how StartExporterWith runs the exporter.
+type ExporterOptions struct {
+	Cred *syscall.Credential // nil: as the test
+	// Env is added to the test's environment (TZ=Asia/Tokyo).
+	Env []string
+	// Command makes the command that runs the binary, e.g.
+	// Sandbox.Command to run it in a sandbox; exec.Command when nil.
+	Command func(name string, args ...string) *exec.Cmd
+	// OwnSocket leaves --libvirt.socket unset so the exporter looks for
+	// libvirt's sockets itself: only in a sandbox, whose /run is its own
+	// and holds no socket of the machine's libvirtd.
+	OwnSocket bool
+}
+
+// StartExporterWith is StartExporter with options.
+func StartExporterWith(t testing.TB, opts ExporterOptions, args ...string) *Exporter {
+	t.Helper()
 	bin := ExporterBinary(t)
 	addr := FreePort(t)
 	all := []string{"--web.listen-address=" + addr}
-	if !hasFlag(args, "--libvirt.socket") {
+	if !hasFlag(args, "--libvirt.socket") && !opts.OwnSocket {
 		all = append(all, "--libvirt.socket="+filepath.Join(t.TempDir(), "no-libvirt-sock"))
 	}
 	if !hasFlag(args, "--backup.config-file") {
@@ -337,7 +357,25 @@ func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Ex
 		all = append(all, "--backup.config-file="+empty)
 	}
 	all = append(all, args...)
-	p := StartAs(t, cred, bin, all...)
+	command := opts.Command
+	if command == nil {
+		command = exec.Command
+	}
+	cmd := command(bin, all...)
+	if opts.Cred != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = opts.Cred
+	}
+	if len(opts.Env) > 0 {
+		base := cmd.Env
+		if base == nil {
+			base = os.Environ()
+		}
+		cmd.Env = append(base, opts.Env...)
+	}
+	p := StartCommand(t, cmd)
 	e := &Exporter{Process: p, URL: "http://" + addr}
 	p.WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e
