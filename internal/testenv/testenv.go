@@ -213,7 +213,8 @@ func StartTestChild(t testing.TB, test string, env ...string) *Process {
 
 // StartCommand starts cmd, keeps its output for the test's log (shown only
 // when the test fails, so a green run stays quiet) and ends it with the
-// test: SIGINT, then SIGKILL after 5 s. The kernel kills it too when the
+// test: SIGINT, then SIGKILL after 5 s (to its process group if it has
+// one of its own, cmd.SysProcAttr.Setpgid). The kernel kills it too when the
 // test process dies, even by SIGKILL (parent-death signal), so no test
 // leaves a process behind.
 func StartCommand(t testing.TB, cmd *exec.Cmd) *Process {
@@ -230,12 +231,22 @@ func StartCommand(t testing.TB, cmd *exec.Cmd) *Process {
 	done := make(chan struct{})
 	p := &Process{Cmd: cmd, output: out, done: done}
 	go func() { _ = cmd.Wait(); close(done) }()
+	// A command started in a process group of its own (a wrapper such as
+	// nsenter, which forks the program and passes no signal on) gets its
+	// signals as a group.
+	signal := func(sig syscall.Signal) {
+		if cmd.SysProcAttr.Setpgid {
+			_ = syscall.Kill(-cmd.Process.Pid, sig)
+			return
+		}
+		_ = cmd.Process.Signal(sig)
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+		signal(syscall.SIGINT)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
+			signal(syscall.SIGKILL)
 			<-done
 		}
 		if t.Failed() {
