@@ -177,3 +177,30 @@ func TestRunAcrossDSTChange(t *testing.T) {
 		}
 	}
 }
+
+// TestZoneNamesWithoutTzdata: a minimal host or container may lack the
+// tzdata package; TZ and time_zone still resolve, from the zone database
+// built into the binary. The exporter runs in a sandbox whose
+// /usr/share/zoneinfo is removed, with no Go toolchain to fall back on.
+func TestZoneNamesWithoutTzdata(t *testing.T) {
+	sb := testenv.StartSandbox(t)
+	sb.Run(t, "rm", "-rf", "/usr/share/zoneinfo")
+	if _, err := os.Stat(sb.Path("/usr/share/zoneinfo/Asia/Tokyo")); err == nil {
+		t.Fatal("the sandbox still has /usr/share/zoneinfo")
+	}
+	dir := testenv.SharedTempDir(t)
+	cfg := filepath.Join(dir, "backup.yml")
+	writeFile(t, cfg, "jobs:\n  - name: s3\n    type: rclone_log\n    log_file: /var/log/rclone.log\n    max_age: 26h\n    time_zone: America/New_York\n", time.Time{})
+	cmd := sb.Command(testenv.ExporterBinary(t), "--backup.config-check", "--backup.config-file="+cfg)
+	// GOROOT: Go falls back on its toolchain's lib/time/zoneinfo.zip,
+	// which a host without tzdata has no more than Go itself.
+	cmd.Env = append(os.Environ(), "TZ=Asia/Tokyo", "GOROOT="+filepath.Join(dir, "no-goroot"), "ZONEINFO=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("--backup.config-check with time_zone America/New_York and no zoneinfo on the host: %v\n%s", err, out)
+	}
+	// The log's own times are in TZ's zone.
+	if !strings.Contains(string(out), "+09:00") || !strings.Contains(string(out), "Backup configuration is valid") {
+		t.Errorf("want a valid configuration logged at +09:00 (TZ=Asia/Tokyo), got:\n%s", out)
+	}
+}
