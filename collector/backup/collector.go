@@ -254,7 +254,7 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 	now := c.opts.Now()
 	var unreadable unreadablePaths
 	defer func() { res.Unreadable = unreadable.snapshot() }()
-	data, err := scanFuncs[j.Type](j, now, c.opts.Location, &unreadable)
+	data, err := scanFuncs[j.Type](j, now, j.Location(c.opts.Location), &unreadable)
 	if err == nil {
 		err = checkClock(data, now)
 	}
@@ -316,7 +316,8 @@ func (c *Collector) store(res *jobResult) {
 }
 
 func sameSource(a, b Job) bool {
-	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob
+	// A new time zone moves every time read before: the old data is wrong.
+	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob && a.TimeZone == b.TimeZone
 }
 
 // Describe implements prometheus.Collector.

@@ -41,6 +41,11 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		"bad-comments-only.yml":   {"field jobs is missing", "jobs: []"},
 		"bad-jobs-null.yml":       {"field jobs is missing", "jobs: []"},
 		"bad-truncated.yml":       {"jobs[1] (rsync-offsite)", "max_age"},
+		"bad-time-zone.yml":       {"jobs[0] (s3-tokyo)", "field time_zone", `"Asia/Tokio"`, "IANA"},
+		// An abbreviation is no zone: JST is not in the zone database.
+		"bad-time-zone-abbreviation.yml": {"jobs[0] (kvm-host)", "field time_zone", `"JST"`},
+		// File times carry their zone; a zone for them means a mistake.
+		"bad-time-zone-file-glob.yml": {"jobs[0] (mysql-dumps)", "field time_zone", "not used by type file_glob"},
 	}
 	files, err := filepath.Glob("testdata/*bad*.yml")
 	if err != nil || len(files) == 0 {
