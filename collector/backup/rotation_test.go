@@ -31,14 +31,15 @@ func logrotateNow(t *testing.T, logFile string, directives ...string) {
 	}
 }
 
-// TestLogRotationKeepsTheLastSuccess: logrotate runs after the nightly
-// rclone job, leaving an empty log and rclone.log.1 (later .1.gz). The
-// empty log is no scan error and the last success survives the rotation,
-// plain and compressed; the restore log likewise.
-func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
+// rcloneSyncFixture prepares the operator's rclone wrapper script to sync
+// a one-file tree in a temp dir, logging to rclone.log there, and the
+// job that reads that log.
+func rcloneSyncFixture(t *testing.T) (dir, logFile, script string, env []string, job Job) {
+	t.Helper()
 	testenv.LookPath(t, "rclone", "rclone")
-	dir := t.TempDir()
-	src, dest, logFile := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "rclone.log")
+	dir = t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	logFile = filepath.Join(dir, "rclone.log")
 	for _, d := range []string{src, dest} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -47,9 +48,18 @@ func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script, _ := filepath.Abs("testdata/backup_to_s3.sh")
-	env := []string{"SRC=" + src, "DEST=" + dest, "LOG=" + logFile, "RETRIES=1", "LC_ALL=C"}
-	job := Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile}
+	script, _ = filepath.Abs("testdata/backup_to_s3.sh")
+	env = []string{"SRC=" + src, "DEST=" + dest, "LOG=" + logFile, "RETRIES=1", "LC_ALL=C"}
+	job = Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile}
+	return dir, logFile, script, env, job
+}
+
+// TestLogRotationKeepsTheLastSuccess: logrotate runs after the nightly
+// rclone job, leaving an empty log and rclone.log.1 (later .1.gz). The
+// empty log is no scan error and the last success survives the rotation,
+// plain and compressed; the restore log likewise.
+func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
+	dir, logFile, script, env, job := rcloneSyncFixture(t)
 	j := map[string]string{"backup_job": "s3"}
 	expect := func(step string, want map[string]float64) {
 		t.Helper()
@@ -112,20 +122,7 @@ func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
 // rotation, also beside a <log>.1 left from before the switch to dateext,
 // and the last success survives each rotation.
 func TestDateextRotationKeepsTheLastSuccess(t *testing.T) {
-	testenv.LookPath(t, "rclone", "rclone")
-	dir := t.TempDir()
-	src, dest, logFile := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "rclone.log")
-	for _, d := range []string{src, dest} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script, _ := filepath.Abs("testdata/backup_to_s3.sh")
-	env := []string{"SRC=" + src, "DEST=" + dest, "LOG=" + logFile, "RETRIES=1", "LC_ALL=C"}
-	job := Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile}
+	dir, logFile, script, env, job := rcloneSyncFixture(t)
 	j := map[string]string{"backup_job": "s3"}
 	run := func(date string) float64 {
 		t.Helper()
