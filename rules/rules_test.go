@@ -36,6 +36,7 @@ var contractAlerts = []string{
 	"VMDatabaseSwapping", "VMSnapshotTooOld",
 	"BackupStale", "BackupFailed", "BackupNeverSucceeded", "BackupSizeDropped", "BackupScanFailing",
 	"VMNotBackedUp", "BackupRestoreTestStale",
+	"BackupEvidenceUnreadable", // §4 names it since issue 23
 }
 
 // addedAlerts are alerts beyond the contract, each asked for by an issue.
