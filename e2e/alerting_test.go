@@ -222,8 +222,8 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 	// "Beside node_exporter or instead of it"): node_exporter reads a procfs
 	// fixture with 2 GiB of swap in use, vmhost_exporter has the host
 	// collectors off and watches the test driver's VMs. Scraped with the
-	// README's configuration, the vmhost target takes the node target's
-	// instance label, so the shipped rules join the two.
+	// README's relabelling (read from the README), the vmhost target takes
+	// the node target's instance label, so the shipped rules join the two.
 	procfsD := swappingProcfs(t, filepath.Join(dir, "d"))
 	nodeD := testenv.StartNodeExporter(t, "--path.procfs="+procfsD)
 	vmhostD := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.libvirt", "--collector.backup",
@@ -254,11 +254,7 @@ scrape_configs:
     static_configs:
       - targets: ['`+strings.TrimPrefix(vmhostD.URL, "http://")+`']
     relabel_configs:
-      - source_labels: [__address__]
-        regex: '(.+):\d+'
-        target_label: instance
-        replacement: '${1}:`+nodePortD+`'
-`)
+`+besideRelabelling(t, nodePortD))
 	a := strings.TrimPrefix(hostA.URL, "http://")
 	b := strings.TrimPrefix(hostB.URL, "http://")
 	c := strings.TrimPrefix(hostC.URL, "http://")
