@@ -120,12 +120,15 @@ func (l *appendedLog) Close() error {
 }
 
 // openAppendedLog opens path and its newest rotation, rotated part first.
-// An empty log is an error only when no rotated file exists either.
-func openAppendedLog(path string) (*appendedLog, error) {
+// An empty log is an error only when no rotated file exists either. A
+// rotation that exists but cannot be read (root's 0600 file) is counted
+// in u and left out: the runs in the log itself are still judged, like a
+// vzdump archive whose log cannot be read.
+func openAppendedLog(path string, u *unreadablePaths) (*appendedLog, error) {
 	out := &appendedLog{}
 	var parts []io.Reader
 	rotatedChange, rotated, err := openRotation(path, out)
-	if err != nil {
+	if err != nil && !u.note(err) {
 		return nil, err
 	}
 	if rotated != nil {
