@@ -317,7 +317,7 @@ scrape_configs:
 	// Host D's swap, measured by node_exporter, alerts for the shared
 	// instance with the shipped rules and default thresholds.
 	ann = hook.wait(t, alertMatch{"/warning", "firing", map[string]string{
-		"alertname": "HostSwapUsageHigh", "instance": d, "job": "node", "severity": "warning"}}, time.Minute)
+		"alertname": "HostSwapUsageHigh", "instance": d, "job": "node", "severity": "warning"}}, 6*time.Minute-time.Since(start)+2*time.Minute)
 	if !strings.Contains(ann["description"], "2GiB") {
 		t.Errorf("HostSwapUsageHigh description %q of host D does not show the 2 GiB", ann["description"])
 	}
