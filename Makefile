@@ -138,7 +138,9 @@ dashboards:
 demo:
 	./scripts/demo.sh
 
-# One hour of scrapes every second with libvirtd faults (not run by CI).
+# One hour of scrapes every second with libvirtd faults, then one hour with
+# libvirtd frozen (not run by CI).
 SOAK_DURATION ?= 1h
+SOAK_FROZEN_DURATION ?= 1h
 soak:
-	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 3h ./e2e/
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_FROZEN_DURATION=$(SOAK_FROZEN_DURATION) $(GO) test -count=1 -v -run '^TestSoak(Frozen)?$$' -timeout 4h ./e2e/

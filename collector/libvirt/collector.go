@@ -92,6 +92,7 @@ type Collector struct {
 	runningInOneCall bool
 	votesAgainst     int
 	testOneCall      bool // tests: one call for the running domains, as for a fast driver
+	testLists        bool // tests: lists for the running domains, however fast the guests answer
 
 	stopRevalidation context.CancelFunc
 
@@ -102,14 +103,16 @@ type Collector struct {
 }
 
 // gatherCall is one gather, shared by the scrapes that wait for it.
-// dialer and finished are guarded by Collector.mu: a scrape whose timer
-// fires closes the dialer only while finished is false, so it can never
-// close the connection a newer gather already uses.
+// sess and finished are guarded by Collector.mu: a scrape whose timer
+// fires closes the session only while finished is false, so it can never
+// close the connection a newer gather already uses. sess is nil while the
+// gather is still connecting: a scrape's timer leaves that attempt alone
+// (see abort).
 type gatherCall struct {
 	done     chan struct{}
 	res      *gatherResult
 	err      error
-	dialer   *trackingDialer
+	sess     *session
 	finished bool
 }
 
@@ -241,8 +244,11 @@ func (c *Collector) bounded() (*gatherResult, error) {
 		if testHookTimeout != nil {
 			testHookTimeout()
 		}
-		if c.abort(call) {
+		switch c.abort(call) {
+		case gaveUpSession:
 			return nil, fmt.Errorf("libvirtd did not answer within %s; connection closed, a new one is opened on the next scrape", c.cfg.Timeout)
+		case stillConnecting:
+			return nil, fmt.Errorf("libvirtd did not answer the connection request within %s; the next scrape waits for the same request instead of opening another connection", c.cfg.Timeout)
 		}
 		// The gather finished while the timer fired: its answer is good.
 		<-call.done
@@ -271,11 +277,17 @@ func (c *Collector) runGather(call *gatherCall) {
 		call.err = err
 		return
 	}
+	if time.Since(start) > c.cfg.Timeout {
+		// The connection was accepted after the scrape that asked for it
+		// gave up (libvirtd frozen, then thawed): this gather serves the
+		// scrapes waiting now, and its budget starts now.
+		start = time.Now()
+	}
 	if testHookSessionReady != nil {
 		testHookSessionReady()
 	}
 	call.res, call.err = c.gather(s, start)
-	if call.err != nil && !s.lv.IsConnected() {
+	if call.err != nil && !s.closed.Load() && !s.lv.IsConnected() {
 		call.err = fmt.Errorf("connection to libvirtd lost: %w", call.err)
 	}
 }
@@ -287,7 +299,7 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	c.mu.Lock()
 	s := c.sess
 	if s.alive() {
-		call.dialer = s.dialer
+		call.sess = s
 		c.mu.Unlock()
 		return s, nil
 	}
@@ -299,7 +311,7 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	}
 	ns, err := connect(socket, c.cfg.URI, c.cfg.Timeout, func(d *trackingDialer) {
 		c.mu.Lock()
-		c.connecting, call.dialer = d, d
+		c.connecting = d
 		c.mu.Unlock()
 	})
 	c.mu.Lock()
@@ -309,7 +321,7 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	c.sess = ns
+	c.sess, call.sess = ns, ns
 	reconnected := c.connected
 	c.connected = true
 	c.mu.Unlock()
@@ -326,21 +338,43 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	return ns, nil
 }
 
-// abort closes the socket of the session a still running gather uses,
-// which makes go-libvirt fail every pending call so the stuck gather ends.
-// It reports false, and closes nothing, when the gather has finished: a
-// session reused by a newer gather must not be torn down by an older
-// scrape's timer.
-func (c *Collector) abort(call *gatherCall) bool {
+// abortResult is what a scrape's timer did to the gather it waited for.
+type abortResult int
+
+const (
+	gatherFinished  abortResult = iota // nothing: its answer is good
+	gaveUpSession                      // closed the session the gather used
+	stillConnecting                    // nothing: the connection attempt goes on
+)
+
+// abort gives up the session a still running gather uses: its socket is
+// closed, which makes go-libvirt fail every pending call, so the stuck
+// gather ends and nothing it sent waits on the connection for libvirtd to
+// wake. The calls on a connection must never outlive the scrape that
+// gave up on them: a daemon frozen for a night would otherwise be handed
+// every call of every scrape at once when it wakes.
+//
+// A gather still connecting is left alone: its one connection request
+// waits in libvirtd's queue, and the next scrapes join the same gather
+// (Collector.inflight) rather than each queue a connection of its own. So
+// a frozen libvirtd holds one request from the exporter however long it
+// stays frozen, and the answer to that request, when it comes, is the
+// connection the next scrape uses. The attempt ends when libvirtd answers
+// or goes away (its socket then closes), or on Close.
+//
+// A gather that has finished is left alone too: a session reused by a
+// newer gather must not be torn down by an older scrape's timer.
+func (c *Collector) abort(call *gatherCall) abortResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if call.finished {
-		return false
+	switch {
+	case call.finished:
+		return gatherFinished
+	case call.sess == nil:
+		return stillConnecting
 	}
-	if call.dialer != nil {
-		call.dialer.close()
-	}
-	return true
+	call.sess.close()
+	return gaveUpSession
 }
 
 // logTransition logs the first failure and the recovery at error / info

@@ -54,6 +54,10 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// closed is set by close, so alive is false from that moment, before
+	// go-libvirt has noticed the closed socket.
+	closed atomic.Bool
+
 	// statsInFlight counts stats calls still waiting for libvirtd. Between
 	// gathers only calls left behind on a hung guest remain; each holds one
 	// of libvirtd's max_client_requests slots of this connection.
@@ -75,16 +79,19 @@ func connect(socket, uri string, timeout time.Duration, setDialer func(*tracking
 }
 
 func (s *session) alive() bool {
-	return s != nil && s.lv.IsConnected()
+	return s != nil && !s.closed.Load() && s.lv.IsConnected()
 }
 
 // close ends the session without waiting on libvirtd: the socket is closed
 // first, so a frozen daemon cannot block the exporter's shutdown or
-// reconnect, and libvirtd frees the connection when it sees EOF.
+// reconnect, and libvirtd frees the connection when it sees EOF. Only then
+// are the event subscriptions cancelled: their deregistering calls fail
+// on the closed socket instead of joining a frozen daemon's queue.
 func (s *session) close() {
 	if s == nil {
 		return
 	}
-	s.cancel()
+	s.closed.Store(true)
 	s.dialer.close()
+	s.cancel()
 }

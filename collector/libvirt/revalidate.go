@@ -47,8 +47,8 @@ func (c *Collector) revalidateLoop(ctx context.Context) {
 // revalidateDue re-reads the due entries one at a time on the current
 // session. Without a live session it waits for a scrape to open one: a
 // frozen libvirtd costs a scrape its timeout, not a background goroutine
-// per tick. A call stuck on a frozen libvirtd ends when a scrape's timeout
-// closes the socket.
+// per tick. Each call has the scrape timeout as its deadline (see
+// withDeadline), so none waits on a frozen libvirtd for a scrape to come.
 func (c *Collector) revalidateDue(ctx context.Context) {
 	c.mu.Lock()
 	s := c.sess
@@ -75,7 +75,7 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 		if !c.waitForNoScrape(ctx) || !s.alive() {
 			return
 		}
-		if _, err := c.readMeta(s.lv, dom); err != nil {
+		if err := c.withDeadline(s, func() error { _, err := c.readMeta(s.lv, dom); return err }); err != nil {
 			c.postpone(formatUUID(dom.UUID), now, false)
 			c.logger.Debug("Background re-validation of domain XML failed", "domain", dom.Name, "err", err)
 		}
@@ -84,11 +84,24 @@ func (c *Collector) revalidateDue(ctx context.Context) {
 		if !c.waitForNoScrape(ctx) || !s.alive() {
 			return
 		}
-		if err := c.revalidateSnapshots(s.lv, dom); err != nil {
+		if err := c.withDeadline(s, func() error { return c.revalidateSnapshots(s.lv, dom) }); err != nil {
 			c.postpone(formatUUID(dom.UUID), now, true)
 			c.logger.Debug("Background re-validation of snapshot times failed", "domain", dom.Name, "err", err)
 		}
 	}
+}
+
+// withDeadline runs fn, background calls on s that wait on no guest (a
+// domain's XML, its snapshots), within the scrape timeout. No answer by
+// then means libvirtd itself does not answer: the session is closed, which
+// ends fn and every other call on the connection, as a scrape's timeout
+// does, and the next scrape connects anew. A call left waiting instead
+// would reach libvirtd whenever it woke, and with no scrape coming (the
+// Prometheus server down too) nothing else would end it.
+func (c *Collector) withDeadline(s *session, fn func() error) error {
+	timer := time.AfterFunc(c.cfg.Timeout, s.close)
+	defer timer.Stop()
+	return fn()
 }
 
 // waitForNoScrape holds the background work while a scrape runs, from its

@@ -81,7 +81,7 @@ const (
 func (c *Collector) listsPay() bool {
 	c.cacheMu.Lock()
 	defer c.cacheMu.Unlock()
-	return !c.testOneCall && !c.runningInOneCall
+	return !c.testOneCall && (c.testLists || !c.runningInOneCall)
 }
 
 // noteRunningCost takes a scrape's vote: its calls for the running
@@ -181,9 +181,14 @@ func (c *Collector) gatherStats(s *session, start time.Time, besideStats func())
 		answered := call.waitUntil(deadline)
 		if i == 0 {
 			// The inactive domains touch no guest: no answer means
-			// libvirtd itself does not answer.
+			// libvirtd itself does not answer (frozen, or every slot
+			// of this connection held by calls waiting on guests).
+			// Every call on the connection is given up for good: the
+			// session is closed, so none of them waits there for
+			// libvirtd to wake, and the next scrape connects anew.
 			if !answered {
-				return nil, fmt.Errorf("no answer for the inactive domains' stats within %s", c.cfg.Timeout/2)
+				s.close()
+				return nil, fmt.Errorf("no answer for the inactive domains' stats within %s; connection closed, a new one is opened on the next scrape", time.Since(start).Round(time.Millisecond))
 			}
 			if call.err != nil {
 				return nil, fmt.Errorf("fetching inactive domains' stats: %w", call.err)
