@@ -1,11 +1,17 @@
 #!/bin/sh
 # Stops the service when the package goes away: dpkg's prerm "remove",
 # rpm's %preun with 0 packages left. On an upgrade (prerm "upgrade", %preun
-# 1) it keeps running: the new package's postinstall restarts it on the new
-# binary, and rpm runs this old script after that, so a stop here would
-# leave the upgraded service stopped.
+# 1) it keeps the service as it is: the new package's postinstall restarts
+# it on the new binary if it runs, and rpm runs this old script after
+# that, so a stop here would leave the upgraded service stopped. For dpkg
+# it notes that it kept the state, so that the new postinst tells a
+# stopped service from one an older prerm stopped.
 set -e
 case "$1" in
+  upgrade)
+    touch /run/vmhost-exporter.prerm-kept-state 2>/dev/null || true
+    exit 0
+    ;;
   remove | deconfigure | 0) ;;
   *) exit 0 ;;
 esac
