@@ -19,19 +19,36 @@ func TestChooseSocket(t *testing.T) {
 		}
 		t.Cleanup(func() { l.Close() })
 	}
+	// stale leaves a socket file with no listener, as a daemon stopped
+	// without removing it does.
+	stale := func(path string) {
+		t.Helper()
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+	}
 	for _, tc := range []struct {
 		name       string
 		present    []string
+		stale      []string
 		candidates []string
 		want       string
 		wantErr    []string
 	}{
-		{"none: both named", nil, []string{ro, qemud}, "", []string{ro, qemud, "virtqemud"}},
-		{"virtqemud only (EL9)", []string{qemud}, []string{ro, qemud}, qemud, nil},
-		{"libvirtd first", []string{ro, qemud}, []string{ro, qemud}, ro, nil},
-		{"libvirtd only", []string{ro}, []string{ro, qemud}, ro, nil},
+		{"none: both named", nil, nil, []string{ro, qemud}, "", []string{ro, qemud, "virtqemud"}},
+		{"virtqemud only (EL9)", []string{qemud}, nil, []string{ro, qemud}, qemud, nil},
+		{"libvirtd first", []string{ro, qemud}, nil, []string{ro, qemud}, ro, nil},
+		{"libvirtd only", []string{ro}, nil, []string{ro, qemud}, ro, nil},
 		// Named on the command line: used as given, the dial reports it.
-		{"one, absent", []string{qemud}, []string{ro}, ro, nil},
+		{"one, absent", []string{qemud}, nil, []string{ro}, ro, nil},
+		// A stale libvirt-sock-ro left after a switch to virtqemud does
+		// not hide the working socket; alone, it is still dialled (and
+		// the dial's refusal is what the log says).
+		{"stale libvirtd, live virtqemud", []string{qemud}, []string{ro}, []string{ro, qemud}, qemud, nil},
+		{"stale libvirtd only", nil, []string{ro}, []string{ro, qemud}, ro, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, p := range []string{ro, qemud} {
@@ -39,6 +56,9 @@ func TestChooseSocket(t *testing.T) {
 			}
 			for _, p := range tc.present {
 				listen(p)
+			}
+			for _, p := range tc.stale {
+				stale(p)
 			}
 			got, err := chooseSocket(tc.candidates)
 			if got != tc.want {
