@@ -51,6 +51,14 @@ func rootBackupTree(t *testing.T) (base string, files, bytes int) {
 		}
 		files++
 	}
+	// The VM's definition as virsh dumpxml writes it, naming both disks.
+	domain := "<domain type='kvm'><name>web1</name><devices>" +
+		"<disk type='file' device='disk'><source file='/var/lib/libvirt/images/web1.qcow2'/></disk>" +
+		"<disk type='file' device='disk'><source file='/var/lib/libvirt/images/web1-data.qcow2'/></disk>" +
+		"</devices></domain>\n"
+	if err := os.WriteFile(filepath.Join(set, "vm_xml", "web1.xml"), []byte(domain), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// The script's log, written with root's default umask.
 	log := time.Now().Format("2006-01-02") + " 02:00:00 - [5/5] バックアップ完了しました\n"
 	if err := os.WriteFile(filepath.Join(set, "backup.log"), []byte(log), 0o644); err != nil {
@@ -110,13 +118,32 @@ func TestShippedServiceReadsRootBackups(t *testing.T) {
 			testenv.Eventually(t, 30*time.Second, "the first backup scan", func() (bool, string) {
 				mf := testenv.Scrape(t, e.URL+"/metrics")
 				got = map[string]float64{}
-				for _, name := range []string{"vmhost_backup_scan_success", "vmhost_backup_total_files", "vmhost_backup_total_size_bytes", "vmhost_backup_total_unreadable_dirs"} {
+				for _, name := range []string{"vmhost_backup_scan_success", "vmhost_backup_total_files", "vmhost_backup_total_size_bytes", "vmhost_backup_total_unreadable_dirs", "vmhost_backup_unreadable_paths"} {
 					if v, ok := testenv.Value(mf, name, job); ok {
 						got[name] = v
 					}
 				}
-				return len(got) == 4, ""
+				vm := map[string]string{"backup_job": "kvm-host", "domain": "web1"}
+				if v, ok := testenv.Value(mf, "vmhost_backup_vm_last_success_timestamp_seconds", vm); ok {
+					got["vm_last_success"] = v
+				}
+				if v, ok := testenv.Value(mf, "vmhost_backup_vm_definition_unreadable", vm); ok {
+					got["vm_definition_unreadable"] = v
+				}
+				return len(got) >= 5, ""
 			})
+			// The VM's XML sits in the 0700 vm_xml/: read with the
+			// capability, the VM is covered; without, the directory is
+			// counted as unreadable evidence.
+			if _, covered := got["vm_last_success"]; covered == tc.wantUnreadable {
+				t.Errorf("web1 covered: %v, want %v", covered, !tc.wantUnreadable)
+			}
+			if v, ok := got["vm_definition_unreadable"]; ok {
+				t.Errorf("vm_definition_unreadable{web1} = %v with a valid XML", v)
+			}
+			if unreadable := got["vmhost_backup_unreadable_paths"] > 0; unreadable != tc.wantUnreadable {
+				t.Errorf("vmhost_backup_unreadable_paths = %v, want some: %v", got["vmhost_backup_unreadable_paths"], tc.wantUnreadable)
+			}
 			if got["vmhost_backup_total_files"] != float64(tc.wantFiles) {
 				t.Errorf("vmhost_backup_total_files = %v, want %d", got["vmhost_backup_total_files"], tc.wantFiles)
 			}

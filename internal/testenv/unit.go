@@ -265,8 +265,18 @@ func (id UnitIdentity) String() string {
 	return fmt.Sprintf("%s (uid %d from %s) gid %d groups %v capabilities %v", id.User, id.UID, id.Source, id.GID, id.Groups, id.Ambient)
 }
 
+// Command runs a program with the identity, as the service would run it.
+func (id UnitIdentity) Command(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	setpriv := LookPath(t, "setpriv", "util-linux")
+	return exec.Command(setpriv, append(append(id.setprivArgs(), "--", name), args...)...)
+}
+
 // StartExporterAsUnit is StartExporter under the identity of a unit,
-// through setpriv.
+// through setpriv: user, group, supplementary groups, capabilities and
+// NoNewPrivileges. Not the unit's file system sandbox (PrivateTmp,
+// ProtectSystem), which needs systemd: the tests' trees live in temp dirs
+// PrivateTmp would hide.
 func StartExporterAsUnit(t testing.TB, id UnitIdentity, args ...string) *Exporter {
 	t.Helper()
 	if os.Geteuid() != 0 {
