@@ -137,12 +137,18 @@ func render(w io.Writer, header string, mods []module) error {
 		if err != nil {
 			return err
 		}
-		for _, n := range notices {
+		// One Comment field a paragraph (DEP-5): several notices are
+		// parts of it, each introduced by its file name.
+		for i, n := range notices {
 			data, err := os.ReadFile(n)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "Comment: The module's %s:\n .\n%s", filepath.Base(n), continuation(string(data)))
+			if i == 0 {
+				fmt.Fprintf(w, "Comment: The module's %s:\n .\n%s", filepath.Base(n), continuation(string(data)))
+			} else {
+				fmt.Fprintf(w, " .\n The module's %s:\n .\n%s", filepath.Base(n), continuation(string(data)))
+			}
 		}
 	}
 	return nil
