@@ -123,24 +123,49 @@ func TestReadmeFrontDoor(t *testing.T) {
 		}
 	}
 
-	// Installed paths the README names are the package's.
-	nfpm := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "packaging", "nfpm.yaml"))
-	var dsts []string
-	for _, m := range regexp.MustCompile(`(?m)^\s*dst:\s*(\S+)`).FindAllStringSubmatch(nfpm, -1) {
-		dsts = append(dsts, m[1])
+	// Installed paths the README names are the package's: a path an entry
+	// installs, a directory above one, or a file below a directory entry
+	// whose source glob (in the staging dir, the repository's layout)
+	// matches a file of that name.
+	type entry struct{ src, dst string }
+	var entries []entry
+	src := ""
+	for _, line := range strings.Split(testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "packaging", "nfpm.yaml")), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "- "))
+		if v, ok := strings.CutPrefix(line, "src:"); ok {
+			src = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "dst:"); ok {
+			entries = append(entries, entry{src, strings.TrimSpace(v)})
+			src = ""
+		}
+	}
+	installs := func(p string) bool {
+		for _, e := range entries {
+			if p == e.dst || strings.HasPrefix(e.dst, strings.TrimSuffix(p, "/")+"/") {
+				return true
+			}
+			if rest, ok := strings.CutPrefix(p, strings.TrimSuffix(e.dst, "/")+"/"); ok && strings.HasSuffix(e.dst, "/") && e.src != "" {
+				if !strings.Contains(rest, "/") {
+					if ok, _ := filepath.Match(filepath.Base(e.src), rest); ok {
+						if _, err := os.Stat(filepath.Join(testenv.RepoRoot(), filepath.Dir(e.src), rest)); err == nil {
+							return true
+						}
+					}
+				}
+			}
+		}
+		return false
 	}
 	readme := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
 	for _, p := range regexp.MustCompile(`/(?:usr/share/vmhost_exporter|usr/share/doc/vmhost-exporter|etc/vmhost_exporter/backup\.yml|etc/default/vmhost_exporter|etc/sysconfig/vmhost_exporter)[^\s`+"`"+`'")*,]*`).FindAllString(readme, -1) {
 		p = strings.TrimRight(p, ".:")
-		installed := false
-		for _, d := range dsts {
-			if p == d || strings.HasPrefix(d, strings.TrimSuffix(p, "/")+"/") || (strings.HasSuffix(d, "/") && strings.HasPrefix(p, d)) {
-				installed = true
-				break
-			}
-		}
-		if !installed {
+		if !installs(p) {
 			t.Errorf("README names %s, which the package does not install (packaging/nfpm.yaml)", p)
 		}
+	}
+	// The check itself: a file the package does not have is caught.
+	if installs("/usr/share/vmhost_exporter/rules/bogus.yml") {
+		t.Error("the path check accepts a rule file that does not exist")
 	}
 }
