@@ -141,3 +141,49 @@ func TestDatedSetsWithoutALog(t *testing.T) {
 		t.Errorf("vm-b missing disks = %v, want 0", v)
 	}
 }
+
+// TestUnreadableDefinitionIsTheNewest: a VM is reported as unreadable
+// only when its newest definition is the one that cannot be read. vm-a's
+// XML in the older set is not a file (a directory where virsh dumpxml
+// should have written), and the newest set lacks its disk, so the older
+// set is looked at too: the VM is read fine in the newest, and is not
+// reported. vm-b's newest XML is the broken one: it is reported and keeps
+// the older set's coverage.
+func TestUnreadableDefinitionIsTheNewest(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	runCmd(t, append(env, "DATE=2025-05-28"), script)
+	older := stepTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	// vm-a's XML is broken in the older set, vm-b's in the newest.
+	for _, broken := range []string{"2025-05-27/vm_xml/vm-a.xml", "2025-05-28/vm_xml/vm-b.xml"} {
+		p := filepath.Join(base, broken)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(base, "2025-05-28/images/vm-a.img")); err != nil {
+		t.Fatal(err)
+	}
+	mf := scan(t, time.Now(), Job{Name: "kvm-host", Type: TypeDatedDir, Path: base})
+	a := map[string]string{"backup_job": "kvm-host", "domain": "vm-a"}
+	b := map[string]string{"backup_job": "kvm-host", "domain": "vm-b"}
+	absent(t, mf, "vmhost_backup_vm_definition_unreadable", a)
+	if got := val(t, mf, "vmhost_backup_vm_definition_unreadable", b); got != 1 {
+		t.Errorf("vm-b, whose newest XML is not a file: definition_unreadable = %v, want 1", got)
+	}
+	// vm-b keeps the older set's coverage (its data disk was there then).
+	if got := val(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", b); got != older {
+		t.Errorf("vm-b last success = %v, want the older set's %v", got, older)
+	}
+	if got := val(t, mf, "vmhost_backup_vm_missing_disks", a); got != 1 {
+		t.Errorf("vm-a missing disks = %v, want 1 (its copy gone from the newest set)", got)
+	}
+	// Both broken XMLs were needed: vm-b's newest, and vm-a's older one
+	// (its newest set does not cover it).
+	if got := val(t, mf, "vmhost_backup_unreadable_paths", map[string]string{"backup_job": "kvm-host"}); got != 2 {
+		t.Errorf("unreadable_paths = %v, want 2", got)
+	}
+}
