@@ -36,6 +36,7 @@ var contractAlerts = []string{
 	"VMDatabaseSwapping", "VMSnapshotTooOld",
 	"BackupStale", "BackupFailed", "BackupNeverSucceeded", "BackupSizeDropped", "BackupScanFailing",
 	"VMNotBackedUp", "BackupRestoreTestStale",
+	"ClusterOverProvisioned", "HostDayNightImbalance", "VMDayNightImbalance",
 }
 
 // addedAlerts are alerts beyond the contract, each asked for by an issue.
@@ -246,7 +247,7 @@ type unitTestFile struct {
 }
 
 // subjectLabels identify what an alert is about.
-var subjectLabels = []string{"instance", "domain", "backup_job", "cpu"}
+var subjectLabels = []string{"instance", "domain", "backup_job", "cpu", "cluster"}
 
 // TestEveryAlertFiresAndStaysSilent checks the unit tests themselves: every
 // alert has a case where it fires and a near-threshold subject (host, VM,
