@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,28 +60,103 @@ func recordedPerVM(t *testing.T) int {
 	return n
 }
 
-// sevenDayInputs are the recorded series the 7-day groups read, per VM and
-// per host.
-var sevenDayInputs = struct{ vm, host []string }{
-	vm: []string{"domain:libvirt_vm_running:bool", "domain:libvirt_vm_cpu_utilisation_running:rate5m",
-		"domain:libvirt_vm_cpu_cores_used_running:rate5m", "domain:libvirt_vm_memory_utilisation_running:ratio",
-		"domain:libvirt_vm_memory_used_running:bytes"},
-	host: []string{"instance:node_cpu_utilisation:rate5m", "instance:node_memory_utilisation:ratio"},
+// sevenDayInputs are the recorded series the hourly groups summarise, per
+// VM and per host, with the summary each gets (the *_1h series the 7-day
+// groups read).
+var sevenDayInputs = struct{ vm, host []summarised }{
+	vm: []summarised{
+		{"domain:libvirt_vm_running:bool", "domain:libvirt_vm_running:avg_1h", mean},
+		{"domain:libvirt_vm_cpu_utilisation_running:rate5m", "domain:libvirt_vm_cpu_utilisation:p95_1h", p95},
+		{"domain:libvirt_vm_cpu_cores_used_running:rate5m", "domain:libvirt_vm_cpu_cores_used:p95_1h", p95},
+		{"domain:libvirt_vm_memory_utilisation_running:ratio", "domain:libvirt_vm_memory_utilisation:p95_1h", p95},
+		{"domain:libvirt_vm_memory_used_running:bytes", "domain:libvirt_vm_memory_used:max_1h", maximum},
+	},
+	host: []summarised{
+		{"instance:node_cpu_utilisation:rate5m", "instance:node_cpu_utilisation:p95_1h", p95},
+		{"instance:node_memory_utilisation:ratio", "instance:node_memory_utilisation:p95_1h", p95},
+	},
 }
 
-// benchSevenDayRules writes seven days of the 7-day groups' inputs for
-// hosts × perHost VMs, at the example configuration's 30 s evaluation
-// interval, as TSDB blocks (one a day); starts Debian's Prometheus on them
-// with the shipped rules; and reports how long one evaluation of each
-// 7-day group takes.
-func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int) {
+type summarised struct {
+	input, hourly string
+	summary       func([]float64) float64
+}
+
+func mean(v []float64) float64 {
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	return sum / float64(len(v))
+}
+
+func maximum(v []float64) float64 { return slices.Max(v) }
+
+// p95 is PromQL's quantile_over_time(0.95, ...): linear interpolation
+// between the closest ranks.
+func p95(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	rank := 0.95 * float64(len(s)-1)
+	lo := int(math.Floor(rank))
+	if lo+1 >= len(s) {
+		return s[lo]
+	}
+	w := rank - float64(lo)
+	return s[lo]*(1-w) + s[lo+1]*w
+}
+
+// sample is the bench's input: a daily cycle with some noise, so that
+// quantiles cost what real data costs and hourly summaries lose what they
+// lose on real data.
+func sample(ts time.Time, i int) float64 {
+	x := float64(ts.Unix())/86400*2*math.Pi + float64(i)
+	return 0.4 + 0.3*math.Sin(x) + 0.05*math.Sin(float64(ts.Unix()%977))
+}
+
+// benchSevenDayRules writes the 7-day groups' input for hosts × perHost
+// VMs as TSDB blocks (one a day): the recorded series at the example
+// configuration's 30 s evaluation interval and, once an hour, their hourly
+// summaries computed from them as the hourly groups would. With exact, the
+// 30 s series cover the 7 days and the bench also compares each 7-day
+// figure with the exact one on the same data; without, they cover only the
+// last hour (all the hourly groups read), so 50,000 VMs fit on a small
+// machine, and the hourly summaries before it come from the same cycle.
+// It starts Debian's Prometheus on them with the shipped rules, the hourly
+// groups evaluated every 30 s instead of every hour so that their cost is
+// measured too, and reports how long one evaluation of each group takes.
+func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact bool) {
 	const step = 30 * time.Second
-	dir := filepath.Join(testenv.SharedTempDir(t), "tsdb")
-	end := time.Now().Truncate(step)
+	dir := filepath.Join(testenv.SharedTempDir(t), fmt.Sprintf("tsdb-%d", hosts*perHost))
+	end := time.Now().Truncate(time.Hour)
 	begin := end.Add(-7*24*time.Hour - time.Hour)
+	fullFrom := begin
+	if !exact {
+		fullFrom = end.Add(-time.Hour - 10*time.Minute)
+	}
 	t.Setenv("TMPDIR", testenv.SharedTempDir(t)) // BlockWriter's head chunks
 	start := time.Now()
+	type series struct {
+		input, hourly labels.Labels
+		summary       func([]float64) float64
+	}
+	var all []series
+	for h := range hosts {
+		instance := fmt.Sprintf("host%04d:9851", h)
+		for _, s := range sevenDayInputs.host {
+			all = append(all, series{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost"),
+				labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost"), s.summary})
+		}
+		for v := range perHost {
+			domain := fmt.Sprintf("vm%03d", v)
+			for _, s := range sevenDayInputs.vm {
+				all = append(all, series{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost", "domain", domain),
+					labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost", "domain", domain), s.summary})
+			}
+		}
+	}
 	samples := 0
+	hour := make([][]float64, len(all))
 	for day := begin; day.Before(end); day = day.Add(24 * time.Hour) {
 		dayEnd := day.Add(24 * time.Hour)
 		if dayEnd.After(end) {
@@ -90,34 +166,37 @@ func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var series []labels.Labels
-		for h := range hosts {
-			instance := fmt.Sprintf("host%03d:9851", h)
-			for _, name := range sevenDayInputs.host {
-				series = append(series, labels.FromStrings("__name__", name, "instance", instance, "job", "vmhost"))
-			}
-			for v := range perHost {
-				for _, name := range sevenDayInputs.vm {
-					series = append(series, labels.FromStrings("__name__", name, "instance", instance, "job", "vmhost", "domain", fmt.Sprintf("vm%03d", v)))
-				}
-			}
-		}
 		// In time order: the head accepts samples only near its newest.
-		refs := make([]storage.SeriesRef, len(series))
+		refs := make([]storage.SeriesRef, len(all))
+		hourlyRefs := make([]storage.SeriesRef, len(all))
 		app := w.Appender(context.Background())
 		n := 0
+		appendOne := func(ref storage.SeriesRef, ls labels.Labels, ts time.Time, v float64) storage.SeriesRef {
+			ref, err := app.Append(ref, ls, ts.UnixMilli(), v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			samples++
+			return ref
+		}
 		for ts := day; ts.Before(dayEnd); ts = ts.Add(step) {
-			for i, ls := range series {
-				// A daily cycle with some noise: quantiles over it cost
-				// what real data costs.
-				x := float64(ts.Unix())/86400*2*math.Pi + float64(i)
-				v := 0.4 + 0.3*math.Sin(x) + 0.05*math.Sin(float64(ts.Unix()%977))
-				ref, err := app.Append(refs[i], ls, ts.UnixMilli(), v)
-				if err != nil {
-					t.Fatal(err)
+			full := !ts.Before(fullFrom)
+			onHour := ts.Truncate(time.Hour).Equal(ts) && ts.After(begin)
+			for i, s := range all {
+				if onHour {
+					// The hourly group's result at ts, over (ts-1h, ts].
+					v := sample(ts, i)
+					if len(hour[i]) > 0 {
+						v = s.summary(hour[i])
+					}
+					hourlyRefs[i] = appendOne(hourlyRefs[i], s.hourly, ts, v)
+					hour[i] = hour[i][:0]
 				}
-				refs[i] = ref
-				samples++
+				if full {
+					v := sample(ts, i)
+					refs[i] = appendOne(refs[i], s.input, ts, v)
+					hour[i] = append(hour[i], v)
+				}
 			}
 			if n++; n%120 == 0 {
 				if err := app.Commit(); err != nil {
@@ -138,18 +217,33 @@ func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int) {
 	}
 	written := time.Since(start)
 
-	rules := filepath.Join(testenv.RepoRoot(), "rules")
+	// The shipped rules, the hourly groups every 30 s.
+	rules := filepath.Join(testenv.SharedTempDir(t), fmt.Sprintf("rules-%d", hosts*perHost))
+	if err := os.MkdirAll(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "rules", "*.yml"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rules, filepath.Base(f)), []byte(strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: 30s\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p := testenv.StartPrometheusOn(t, dir, `global:
   scrape_interval: 30s
   evaluation_interval: 30s
 rule_files:
   - `+rules+`/*.yml
 `, "--storage.tsdb.retention.time=30d", "--storage.tsdb.min-block-duration=1d", "--storage.tsdb.max-block-duration=1d")
+	groups := []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-1h.rules", "vmhost-host-1h.rules"}
 	durations := map[string]float64{}
-	testenv.Eventually(t, 10*time.Minute, "two evaluations of the 7-day groups", func() (bool, string) {
+	testenv.Eventually(t, 20*time.Minute, "two evaluations of the 7-day and hourly groups", func() (bool, string) {
 		mf := testenv.Scrape(t, p.URL+"/metrics")
 		done := 0
-		for _, g := range []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules"} {
+		for _, g := range groups {
 			for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
 				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) && m.GetCounter().GetValue() >= 2 {
 					done++
@@ -161,19 +255,41 @@ rule_files:
 				}
 			}
 		}
-		return done == 2, fmt.Sprint(durations)
+		return done == len(groups), fmt.Sprint(durations)
 	})
 	// The answer must rest on the data: one recommendation per VM.
-	r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)")
-	if err != nil || len(r.Data.Result) == 0 {
-		t.Fatalf("no recommendations from the 7-day data: %v %+v", err, r)
-	}
 	vms := hosts * perHost
-	fleet.add(fmt.Sprintf("one evaluation of vmhost-vm-7d.rules, %d VMs × 7 days at 30 s (%d recommendations)", vms, vms),
+	r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)")
+	if err != nil || len(r.Data.Result) == 0 || r.Data.Result[0].Value[1] != strconv.Itoa(vms) {
+		t.Fatalf("want %d recommendations from the 7-day data: %v %+v", vms, err, r)
+	}
+	fleet.add(fmt.Sprintf("one evaluation of vmhost-vm-7d.rules, %d VMs × 7 days of hourly summaries (%d recommendations)", vms, vms),
 		strconv.FormatFloat(durations["vmhost-vm-7d.rules"], 'f', 2, 64)+" s")
-	fleet.add(fmt.Sprintf("one evaluation of vmhost-host-7d.rules, %d hosts", hosts),
-		strconv.FormatFloat(durations["vmhost-host-7d.rules"]*1000, 'f', 1, 64)+" ms")
-	fleet.add("7-day input written for it (samples, time)", fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
+	fleet.add(fmt.Sprintf("one evaluation of vmhost-vm-1h.rules (once an hour), %d VMs × 1 hour at 30 s", vms),
+		strconv.FormatFloat(durations["vmhost-vm-1h.rules"], 'f', 2, 64)+" s")
+	fleet.add(fmt.Sprintf("one evaluation of vmhost-host-7d.rules and vmhost-host-1h.rules, %d hosts", hosts),
+		strconv.FormatFloat(durations["vmhost-host-7d.rules"]*1000, 'f', 1, 64)+" ms, "+strconv.FormatFloat(durations["vmhost-host-1h.rules"]*1000, 'f', 1, 64)+" ms")
+	fleet.add(fmt.Sprintf("input written for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
+	defer func() { t.Log("\n" + fleet.markdown()) }() // the rows so far, should a later part fail
+	if !exact {
+		return
+	}
+	// Each 7-day figure against the exact one on the same 30 s data.
+	for _, c := range []struct{ what, approx, exact string }{
+		{"p95 of VM CPU utilisation", "domain:libvirt_vm_cpu_utilisation:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_utilisation_running:rate5m[7d])"},
+		{"p95 of VM cores used", "domain:libvirt_vm_cpu_cores_used:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_cores_used_running:rate5m[7d])"},
+		{"max of VM memory used", "domain:libvirt_vm_memory_used:max_7d", "max_over_time(domain:libvirt_vm_memory_used_running:bytes[7d])"},
+		{"share of 7 days running", "domain:libvirt_vm_running:ratio_7d", "avg_over_time(domain:libvirt_vm_running:bool[7d])"},
+		{"p95 of host CPU utilisation", "instance:node_cpu_utilisation:p95_7d", "quantile_over_time(0.95, instance:node_cpu_utilisation:rate5m[7d])"},
+	} {
+		q := fmt.Sprintf("max(abs(%s - %s) / abs(%s))", c.approx, c.exact, c.exact)
+		r, err := p.Query(context.Background(), q)
+		if err != nil || len(r.Data.Result) == 0 {
+			t.Fatalf("%s: %v %+v", q, err, r)
+		}
+		rel, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+		fleet.add("largest error of "+c.what+" (7 days from hourly summaries against the exact figure)", strconv.FormatFloat(rel*100, 'f', 2, 64)+" %")
+	}
 }
 
 func labelOf(ls []*dto.LabelPair, name string) string {
@@ -183,4 +299,18 @@ func labelOf(ls []*dto.LabelPair, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestFleetRuleCost runs only the 7-day rule benchmarks of make bench (at
+// 1,000 VMs with the errors against the exact figures, and at 50,000 VMs),
+// for a change to the rules: VMHOST_BENCH_FLEET=1 go test -run
+// TestFleetRuleCost -v ./bench/.
+func TestFleetRuleCost(t *testing.T) {
+	if os.Getenv("VMHOST_BENCH_FLEET") == "" {
+		t.Skip("VMHOST_BENCH_FLEET=1 runs it")
+	}
+	fleet := &report{header: []string{"fleet sizing (docs/fleet.md)", "measured"}}
+	t.Run("fleet-7d-rules", func(t *testing.T) { benchSevenDayRules(t, fleet, 20, 50, true) })
+	t.Run("fleet-7d-rules-50000", func(t *testing.T) { benchSevenDayRules(t, fleet, 1000, 50, false) })
+	fmt.Println(fleet.markdown())
 }

@@ -28,7 +28,18 @@ const (
 	UIDHostFleet = "vmhost-host-fleet"
 	UIDVMs       = "vmhost-vms"
 	UIDBackups   = "vmhost-backups"
+	UIDCapacity  = "vmhost-capacity"
 )
+
+// MinGrafanaVersion is the oldest Grafana that knows the dashboards'
+// schemaVersion (42, grafana-foundation-sdk v0.0.22); README says so and
+// __requires tells Grafana's importer.
+const MinGrafanaVersion = "12.1.0"
+
+// importInput is the data source Grafana's importer asks for: every
+// dashboard imports like a community one, the chosen data source becoming
+// the default of the datasource variable.
+const importInput = "DS_PROMETHEUS"
 
 var datasource = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
 
@@ -190,7 +201,7 @@ func labelVariable(name, label, query string) *dashboard.QueryVariableBuilder {
 func links(except string) []cog.Builder[dashboard.DashboardLink] {
 	var out []cog.Builder[dashboard.DashboardLink]
 	for _, l := range []struct{ uid, title string }{
-		{UIDHostFleet, "Host fleet"}, {UIDVMs, "VMs"}, {UIDBackups, "Backups"},
+		{UIDHostFleet, "Host fleet"}, {UIDVMs, "VMs"}, {UIDBackups, "Backups"}, {UIDCapacity, "Capacity"},
 	} {
 		if l.uid == except {
 			continue
@@ -233,18 +244,63 @@ func Render() (map[string][]byte, error) {
 		"host-fleet.json": HostFleet(),
 		"vms.json":        VMs(),
 		"backups.json":    Backups(),
+		"capacity.json":   Capacity(),
 	} {
 		d, err := b.Build()
 		if err != nil {
 			return nil, fmt.Errorf("building %s: %w", name, err)
 		}
-		data, err := json.MarshalIndent(d, "", "  ")
+		data, err := forImport(d)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", name, err)
 		}
 		out[name] = append(data, '\n')
 	}
 	return out, nil
+}
+
+// forImport adds what Grafana's "export for sharing externally" adds and
+// its importer reads: __inputs (the importer asks for a Prometheus data
+// source), __requires (the oldest Grafana and the plugins), and the
+// datasource variable defaulting to the chosen data source. The SDK's
+// types have no fields for them, so they are added to the encoded JSON.
+func forImport(d dashboard.Dashboard) ([]byte, error) {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	m["__inputs"] = []map[string]any{{
+		"name": importInput, "label": "Prometheus", "description": "The Prometheus (or compatible) data source with vmhost_exporter's series and recording rules.",
+		"type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus",
+	}}
+	requires := []map[string]any{
+		{"type": "grafana", "id": "grafana", "name": "Grafana", "version": MinGrafanaVersion},
+		{"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+	}
+	seen := map[string]bool{}
+	if panels, ok := m["panels"].([]any); ok {
+		for _, p := range panels {
+			if t, ok := p.(map[string]any)["type"].(string); ok && !seen[t] {
+				seen[t] = true
+				requires = append(requires, map[string]any{"type": "panel", "id": t, "name": t, "version": ""})
+			}
+		}
+	}
+	m["__requires"] = requires
+	if tpl, ok := m["templating"].(map[string]any); ok {
+		if list, ok := tpl["list"].([]any); ok {
+			for _, v := range list {
+				if v := v.(map[string]any); v["name"] == "datasource" {
+					v["current"] = map[string]any{"text": "${" + importInput + "}", "value": "${" + importInput + "}"}
+				}
+			}
+		}
+	}
+	return json.MarshalIndent(m, "", "  ")
 }
 
 func pct(f float64) string { return strconv.FormatFloat(f*100, 'f', -1, 64) + " %" }

@@ -56,8 +56,8 @@ type jsonDashboard struct {
 func loadCommitted(t *testing.T) map[string]jsonDashboard {
 	t.Helper()
 	files, _ := filepath.Glob("*.json")
-	if len(files) != 3 {
-		t.Fatalf("want 3 dashboards, found %v", files)
+	if len(files) != len(wantVariables) {
+		t.Fatalf("want %d dashboards, found %v", len(wantVariables), files)
 	}
 	out := map[string]jsonDashboard{}
 	for _, f := range files {
@@ -94,6 +94,7 @@ var wantVariables = map[string][]string{
 	UIDHostFleet: {"datasource", "instance"},
 	UIDVMs:       {"datasource", "instance", "domain"},
 	UIDBackups:   {"datasource", "instance", "backup_job"},
+	UIDCapacity:  {"datasource", "instance"},
 }
 
 // counterFunctions are the only functions a counter may be shown through.
@@ -136,7 +137,7 @@ func TestDashboardLint(t *testing.T) {
 		if strings.Join(names, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: variables %v, want %v", file, names, want)
 		}
-		if len(d.Links) != 2 {
+		if len(d.Links) != len(wantVariables)-1 {
 			t.Errorf("%s: %d links, want one to each other dashboard", file, len(d.Links))
 		}
 		for _, panel := range d.Panels {
@@ -282,7 +283,7 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	balloon := httptest.NewServer(guestStats())
 	t.Cleanup(balloon.Close)
 
-	rules, _ := filepath.Abs("../rules")
+	rules := hourlyGroupsEverySecond(t)
 	scrapeConfigs := `scrape_configs:
   - job_name: vmhost
     static_configs:
@@ -356,6 +357,90 @@ rule_files:
 				t.Errorf("%s: no data for %s", q.where, q.expr)
 			}
 		})
+	}
+}
+
+// hourlyGroupsEverySecond copies the shipped rules into a temporary
+// directory with the hourly groups (interval: 1h) evaluated every second,
+// as promtool's unit tests do: a real ruler starts an hourly group at an
+// offset of up to an hour, longer than the test waits for data.
+func hourlyGroupsEverySecond(t *testing.T) string {
+	t.Helper()
+	files, err := filepath.Glob("../rules/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule files: %v", err)
+	}
+	dir := t.TempDir()
+	hourly := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hourly += strings.Count(string(data), "    interval: 1h\n")
+		writeFile(t, filepath.Join(dir, filepath.Base(f)), strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: 1s\n"))
+	}
+	if hourly == 0 {
+		t.Fatal("no hourly group in the rules: drop this copy")
+	}
+	return dir
+}
+
+// TestEveryDashboardImportsLikeACommunityOne: Grafana's importer asks for
+// the Prometheus data source (__inputs), the datasource variable defaults
+// to the one chosen, __requires names the oldest Grafana, and README
+// states it.
+func TestEveryDashboardImportsLikeACommunityOne(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "Grafana "+strings.TrimSuffix(MinGrafanaVersion, ".0")+" or later") {
+		t.Errorf("README does not state the lowest Grafana version, %s", MinGrafanaVersion)
+	}
+	files, _ := filepath.Glob("*.json")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Inputs []struct {
+				Name, Type, PluginID string
+			} `json:"__inputs"`
+			Requires []struct {
+				Type, ID, Version string
+			} `json:"__requires"`
+			Templating struct {
+				List []struct {
+					Name    string `json:"name"`
+					Current struct {
+						Value string `json:"value"`
+					} `json:"current"`
+				} `json:"list"`
+			} `json:"templating"`
+		}
+		if err := json.Unmarshal(data, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(d.Inputs) != 1 || d.Inputs[0].Type != "datasource" || d.Inputs[0].PluginID != "prometheus" {
+			t.Errorf("%s: __inputs %+v, want one Prometheus data source", f, d.Inputs)
+			continue
+		}
+		for _, v := range d.Templating.List {
+			if v.Name == "datasource" && v.Current.Value != "${"+d.Inputs[0].Name+"}" {
+				t.Errorf("%s: the datasource variable defaults to %q, not the imported ${%s}", f, v.Current.Value, d.Inputs[0].Name)
+			}
+		}
+		var grafana string
+		for _, r := range d.Requires {
+			if r.Type == "grafana" {
+				grafana = r.Version
+			}
+		}
+		if grafana != MinGrafanaVersion {
+			t.Errorf("%s: __requires Grafana %q, want %s", f, grafana, MinGrafanaVersion)
+		}
 	}
 }
 

@@ -37,6 +37,7 @@ var contractAlerts = []string{
 	"BackupStale", "BackupFailed", "BackupNeverSucceeded", "BackupSizeDropped", "BackupScanFailing",
 	"VMNotBackedUp", "BackupRestoreTestStale",
 	"BackupEvidenceUnreadable", // §4 names it since issue 23
+	"ClusterOverProvisioned", "HostDayNightImbalance", "VMDayNightImbalance",
 }
 
 // addedAlerts are alerts beyond the contract, each asked for by an issue.
@@ -249,7 +250,7 @@ type unitTestFile struct {
 }
 
 // subjectLabels identify what an alert is about.
-var subjectLabels = []string{"instance", "domain", "backup_job", "cpu"}
+var subjectLabels = []string{"instance", "domain", "backup_job", "cpu", "cluster"}
 
 // TestEveryAlertFiresAndStaysSilent checks the unit tests themselves: every
 // alert has a case where it fires and a near-threshold subject (host, VM,
