@@ -46,6 +46,9 @@ const (
 	defaultRestoreStart   = `(?i)^===.*(開始|start)`
 	defaultRestoreSuccess = `(?i)復元完了|restore completed`
 	defaultRunningTimeout = time.Hour
+	// A dump pipeline (mysqldump | gzip) writes at least every few minutes;
+	// a longer wait would eat the slack of a nightly job's max_age (26h).
+	defaultFileGlobRunningTimeout = 15 * time.Minute
 )
 
 // Config is the content of --backup.config-file.
@@ -100,7 +103,7 @@ var fieldsByType = map[string][]string{
 	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
 	TypeVzdump:     {"path", "running_timeout"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
-	TypeFileGlob:   {"glob"},
+	TypeFileGlob:   {"glob", "running_timeout"},
 }
 
 var requiredByType = map[string]string{
@@ -241,6 +244,9 @@ func (j *Job) setDefaults() {
 		def(&j.SuccessPattern, defaultRestoreSuccess)
 	}
 	def(&j.SuccessPattern, defaultStepSuccess)
+	if j.RunningTimeout == 0 && j.Type == TypeFileGlob {
+		j.RunningTimeout = Duration(defaultFileGlobRunningTimeout)
+	}
 	if j.RunningTimeout == 0 {
 		j.RunningTimeout = Duration(defaultRunningTimeout)
 	}
