@@ -349,13 +349,21 @@ func (c *Collector) store(res *jobResult) {
 	// Every set gone at once is what an unmounted backup disk looks like
 	// (an empty mount point), not a retention policy: report it as a scan
 	// failure instead of "no backups".
-	if res.ScanOK && res.Data.Sets == 0 && prev != nil && prev.Data != nil && prev.Data.Sets > 0 {
+	if res.ScanOK && res.Data.Sets == 0 && !res.Data.Running && prev != nil && prev.Data != nil && prev.Data.Sets > 0 {
 		res.ScanOK = false
 		res.ScanErr = fmt.Sprintf("no backup sets found any more (the last good scan found %d); is the backup storage mounted?", prev.Data.Sets)
 		c.logger.Warn("Backup scan failed", "backup_job", res.Job.Name, "err", res.ScanErr)
 	}
 	if !res.ScanOK && prev != nil {
 		res.Data = prev.Data
+	}
+	// A dump rewritten in place (gzip > all.sql.gz every night) leaves no
+	// finished backup on disk while it runs: the last success known stays
+	// the job's, ageing, rather than the job looking as if it never had
+	// one.
+	if res.ScanOK && res.Data.Running && res.Data.LastSuccess == nil && prev != nil && prev.Data != nil && prev.Data.LastSuccess != nil {
+		res.Data.LastSuccess = prev.Data.LastSuccess
+		res.Data.PrevSuccessSize, res.Data.HasPrevSize = prev.Data.PrevSuccessSize, prev.Data.HasPrevSize
 	}
 	var before map[string]string
 	if prev != nil {

@@ -34,6 +34,7 @@ func scanFileGlob(j Job, now time.Time, _ *time.Location, u *unreadablePaths) (*
 	}
 	d := &jobData{VMs: map[string]vmBackup{}}
 	var files []run
+	inProgress := false
 	for _, m := range matches {
 		info, err := os.Lstat(m)
 		if err != nil || !info.Mode().IsRegular() {
@@ -46,6 +47,7 @@ func scanFileGlob(j Job, now time.Time, _ *time.Location, u *unreadablePaths) (*
 		}
 		if now.Sub(mtime) < time.Duration(j.RunningTimeout) {
 			d.add(run{Start: fileBirth(m, mtime), End: mtime})
+			inProgress = true
 			continue
 		}
 		files = append(files, run{Start: mtime, End: mtime, Finished: true, Success: true,
@@ -60,6 +62,9 @@ func scanFileGlob(j Job, now time.Time, _ *time.Location, u *unreadablePaths) (*
 		sizes[i] = r.SizeBytes
 	}
 	d.finish()
+	// Dumps of several databases run side by side: one finished earlier
+	// may be newer than another one's start, and the job still runs.
+	d.Running = d.Running || inProgress
 	d.PrevSuccessSize, d.HasPrevSize = medianOfPrevious(sizes)
 	return d, nil
 }

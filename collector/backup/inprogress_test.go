@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -309,4 +310,50 @@ func TestVzdumpArchiveInProgress(t *testing.T) {
 			t.Errorf("archive finished: %s%v = %v, want %v", c.name, c.labels, v, c.want)
 		}
 	}
+}
+
+// TestFileGlobDumpRewrittenInPlace: the dump overwrites the same name
+// every night (gzip > all.sql.gz). While tonight's dump runs, no finished
+// dump is on disk: the scan still succeeds (it is not the "every set
+// gone" of an unmounted disk, which fails a scan), the job is running,
+// and the last success known, last night's, stays the job's and keeps
+// ageing instead of vanishing (which would read as "never succeeded").
+func TestFileGlobDumpRewrittenInPlace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "all.sql.gz")
+	lastNight := time.Now().Add(-20 * time.Hour).Truncate(time.Second)
+	size := makeDump(t, path, 32, lastNight)
+	job := withDefaults(Job{Name: "all", Type: TypeFileGlob, Glob: filepath.Join(dir, "*.sql.gz")})
+	c := New(&Config{Jobs: []Job{job}}, Options{}, testLogger())
+	j := map[string]string{"backup_job": "all"}
+	c.ScanOnce(context.Background())
+	mf := gatherFrom(t, c)
+	for name, want := range map[string]float64{
+		"vmhost_backup_scan_success":                   1,
+		"vmhost_backup_running":                        0,
+		"vmhost_backup_sets":                           1,
+		"vmhost_backup_last_success_timestamp_seconds": float64(lastNight.Unix()),
+		"vmhost_backup_last_success_size_bytes":        float64(size),
+	} {
+		if v := val(t, mf, name, j); v != want {
+			t.Errorf("last night's dump: %s = %v, want %v", name, v, want)
+		}
+	}
+
+	dump := startSlowDump(t, path) // truncates last night's dump
+	dump.write(8, dumpChunk)
+	c.ScanOnce(context.Background())
+	mf = gatherFrom(t, c)
+	for name, want := range map[string]float64{
+		"vmhost_backup_scan_success":                   1,
+		"vmhost_backup_running":                        1,
+		"vmhost_backup_sets":                           0,
+		"vmhost_backup_last_success_timestamp_seconds": float64(lastNight.Unix()),
+		"vmhost_backup_last_success_size_bytes":        float64(size),
+	} {
+		if v := val(t, mf, name, j); v != want {
+			t.Errorf("tonight's dump in progress: %s = %v, want %v", name, v, want)
+		}
+	}
+	dump.finish()
 }
