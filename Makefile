@@ -86,11 +86,15 @@ clean:
 # module go.mod already requires (a tool dependency, so go.sum pins it),
 # into a cache directory: the rule unit tests run on it beside Debian's.
 CACHE       ?= $(CURDIR)/.cache
-PROM3_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/prometheus/prometheus)
 PROMTOOL3   := $(CACHE)/bin/promtool3
 promtool3: $(PROMTOOL3)
+# The module is downloaded first: on a machine whose module cache does not
+# hold it yet, `go list -m` names no directory and the version stamped into
+# promtool3 would be empty.
 $(PROMTOOL3): go.mod go.sum
-	$(GO) build -tags remove_all_sd -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat $(PROM3_DIR)/VERSION)" github.com/prometheus/prometheus/cmd/promtool
+	$(GO) mod download github.com/prometheus/prometheus
+	dir=$$($(GO) list -m -f '{{.Dir}}' github.com/prometheus/prometheus) && test -s "$$dir/VERSION" && \
+	  $(GO) build -tags remove_all_sd -o $@ -ldflags "-X $(PKG_VERSION).Version=$$(cat "$$dir/VERSION")" github.com/prometheus/prometheus/cmd/promtool
 
 # The .deb and .rpm (nfpm, pinned in go.mod as a tool), a release tarball in
 # node_exporter's layout and SHA256SUMS, all in $(DIST). The copyright file

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -170,7 +171,9 @@ Hugepagesize:       2048 kB
 // rules through Prometheus and Alertmanager to a webhook: a stale backup, a
 // stopped libvirtd, a crashed VM and a host with 2 GiB of swap in use; each
 // notification must arrive with its labels and annotations, and resolve when
-// the condition is repaired.
+// the condition is repaired. Host B replaces node_exporter (its host
+// collectors on); host D runs beside a real node_exporter, host collectors
+// off, scraped as the README says, and its swap alerts just the same.
 func TestAlertsReachTheReceiver(t *testing.T) {
 	t.Parallel() // its 5-minute swap alert overlaps the VictoriaMetrics run
 	l := testenv.StartLibvirtd(t)
@@ -215,10 +218,23 @@ func TestAlertsReachTheReceiver(t *testing.T) {
 	hostC := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.libvirt",
 		"--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system", "--libvirt.timeout=2s")
 
+	// Host D runs vmhost_exporter beside a real node_exporter (README,
+	// "Beside node_exporter or instead of it"): node_exporter reads a procfs
+	// fixture with 2 GiB of swap in use, vmhost_exporter has the host
+	// collectors off and watches the test driver's VMs. Scraped with the
+	// README's relabelling (read from the README), the vmhost target takes
+	// the node target's instance label, so the shipped rules join the two.
+	procfsD := swappingProcfs(t, filepath.Join(dir, "d"))
+	nodeD := testenv.StartNodeExporter(t, "--path.procfs="+procfsD)
+	vmhostD := testenv.StartExporter(t, "--collector.disable-defaults", "--collector.libvirt", "--collector.backup",
+		"--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--libvirt.timeout=2s")
+	d := strings.TrimPrefix(nodeD.URL, "http://")
+	_, nodePortD, _ := strings.Cut(d, ":")
+
 	hook := newWebhook(t)
 	am := startAlertmanager(t, hook)
 	rules, _ := filepath.Abs("../rules")
-	testenv.StartPrometheus(t, `global:
+	prom := testenv.StartPrometheus(t, `global:
   scrape_interval: 1s
   evaluation_interval: 1s
 rule_files:
@@ -231,7 +247,14 @@ scrape_configs:
   - job_name: vmhost
     static_configs:
       - targets: ['`+strings.TrimPrefix(hostA.URL, "http://")+`', '`+strings.TrimPrefix(hostB.URL, "http://")+`', '`+strings.TrimPrefix(hostC.URL, "http://")+`']
-`)
+  - job_name: node
+    static_configs:
+      - targets: ['`+d+`']
+  - job_name: vmhost-beside
+    static_configs:
+      - targets: ['`+strings.TrimPrefix(vmhostD.URL, "http://")+`']
+    relabel_configs:
+`+besideRelabelling(t, nodePortD))
 	a := strings.TrimPrefix(hostA.URL, "http://")
 	b := strings.TrimPrefix(hostB.URL, "http://")
 	c := strings.TrimPrefix(hostC.URL, "http://")
@@ -242,6 +265,24 @@ scrape_configs:
 		"alertname": "BackupStale", "backup_job": "dumps", "instance": a, "severity": "critical"}}, time.Minute)
 	if !strings.Contains(ann["description"], "job dumps") || !strings.HasSuffix(ann["runbook_url"], "#backupstale") {
 		t.Errorf("BackupStale annotations: %v", ann)
+	}
+
+	// Host D: the overcommit rules meet the VMs of vmhost_exporter and the
+	// CPUs and memory of node_exporter (web1 and db1 run, 1 vCPU each, on
+	// the fixture's 1 CPU); no node_* series comes from vmhost_exporter.
+	for _, c := range []struct{ query, want string }{
+		{`instance:libvirt_vcpu_overcommit:ratio{instance="` + d + `"}`, "2"},
+		{`count(instance:libvirt_memory_overcommit:ratio{instance="` + d + `"})`, "1"},
+		{`count({__name__=~"node_.+", job="vmhost-beside"}) or vector(0)`, "0"},
+		{`count(node_memory_SwapFree_bytes{instance="` + d + `"})`, "1"},
+	} {
+		testenv.Eventually(t, time.Minute, c.query, func() (bool, string) {
+			got, err := queryOne(prom.QueryAPI, c.query)
+			if err != nil {
+				return false, err.Error()
+			}
+			return got == c.want, got
+		})
 	}
 
 	// 2. The QEMU process of the real VM dies: libvirt says "shut off
@@ -273,6 +314,13 @@ scrape_configs:
 	if !strings.Contains(ann["description"], "2GiB") {
 		t.Errorf("HostSwapUsageHigh description %q does not show the 2 GiB", ann["description"])
 	}
+	// Host D's swap, measured by node_exporter, alerts for the shared
+	// instance with the shipped rules and default thresholds.
+	ann = hook.wait(t, alertMatch{"/warning", "firing", map[string]string{
+		"alertname": "HostSwapUsageHigh", "instance": d, "job": "node", "severity": "warning"}}, time.Minute)
+	if !strings.Contains(ann["description"], "2GiB") {
+		t.Errorf("HostSwapUsageHigh description %q of host D does not show the 2 GiB", ann["description"])
+	}
 
 	// 6. Repairs: a fresh dump, swap freed, web1 running again. The dump
 	// finished 20 minutes ago: a file_glob file written within its
@@ -287,22 +335,40 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	writeMeminfo(t, procfs, 4194304)
+	writeMeminfo(t, procfsD, 4194304)
 	writeNode(t, node, 1)
 	l.Kill()
 	l.Start()
 	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "BackupStale", "backup_job": "dumps"}}, time.Minute)
 	hook.wait(t, alertMatch{"/warning", "resolved", map[string]string{"alertname": "HostSwapUsageHigh", "instance": b}}, time.Minute)
+	hook.wait(t, alertMatch{"/warning", "resolved", map[string]string{"alertname": "HostSwapUsageHigh", "instance": d}}, time.Minute)
 	hook.wait(t, alertMatch{"/critical", "resolved", map[string]string{"alertname": "VMCrashed", "domain": "web1"}}, time.Minute)
 
 	// Silent throughout: db1 never crashed, host A's real swap is not B's.
 	for _, m := range []alertMatch{
 		{"/critical", "firing", map[string]string{"alertname": "VMCrashed", "domain": "db1"}},
 		{"/warning", "firing", map[string]string{"alertname": "HostSwapUsageHigh", "instance": a}},
+		{"/warning", "firing", map[string]string{"alertname": "HostSwapUsageHigh", "job": "vmhost-beside"}},
 	} {
 		if _, ok := hook.find(m); ok {
 			t.Errorf("unexpected notification %s", m)
 		}
 	}
+}
+
+// queryOne runs an instant query whose answer is one sample and returns
+// its value.
+func queryOne(p testenv.QueryAPI, q string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := p.Query(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	if n := len(r.Data.Result); n != 1 {
+		return "", fmt.Errorf("%d samples", n)
+	}
+	return fmt.Sprint(r.Data.Result[0].Value[1]), nil
 }
 
 // startAlertmanager runs Alertmanager routing critical and warning alerts

@@ -16,20 +16,24 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-# VictoriaMetrics (victoria-metrics, vmagent, vmalert) comes from Debian's
-# victoria-metrics package, unpacked into the repository's cache instead of
-# installed: installing it would start a victoria-metrics service listening
-# on every address of the machine, and the tests start their own on
-# loopback.
+# VictoriaMetrics (victoria-metrics, vmagent, vmalert) and node_exporter
+# come from Debian's victoria-metrics and prometheus-node-exporter packages,
+# unpacked into the repository's cache instead of installed: installing
+# them would start services listening on every address of the machine
+# (node_exporter's init script starts it on :9100), and the tests start
+# their own on loopback.
 cache="${VMHOST_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}"
-vm_dir="$cache/victoria-metrics"
-vm_missing=false
-[ -x "$vm_dir/usr/bin/vmalert" ] || vm_missing=true
+declare -A unpack_dirs=([victoria-metrics]="$cache/victoria-metrics" [prometheus-node-exporter]="$cache/node-exporter")
+declare -A unpack_bins=([victoria-metrics]=usr/bin/vmalert [prometheus-node-exporter]=usr/bin/prometheus-node-exporter)
+unpack_missing=()
+for p in victoria-metrics prometheus-node-exporter; do
+  [ -x "${unpack_dirs[$p]}/${unpack_bins[$p]}" ] || unpack_missing+=("$p")
+done
 
 if [ "$(id -u)" != 0 ]; then
-  if $vm_missing; then
-    echo "install-test-deps: not root; VictoriaMetrics missing from $vm_dir" >&2
-  fi
+  for p in "${unpack_missing[@]}"; do
+    echo "install-test-deps: not root; $p missing from ${unpack_dirs[$p]}" >&2
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "install-test-deps: not root; missing packages: ${missing[*]}" >&2
     echo "install-test-deps: run as root or: apt-get install -y ${missing[*]}" >&2
@@ -45,17 +49,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if $vm_missing; then
-  echo "install-test-deps: unpacking Debian's victoria-metrics into $vm_dir"
+if [ ${#unpack_missing[@]} -gt 0 ]; then
   $updated || apt-get update -qq
   tmp=$(mktemp -d) && chmod 755 "$tmp"
   # apt downloads as its sandbox user _apt, which must be able to write
   # here; otherwise it warns and downloads as root.
   if id _apt >/dev/null 2>&1; then chown _apt "$tmp"; fi
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get download -qq victoria-metrics >/dev/null)
-  rm -rf "$vm_dir" && mkdir -p "$vm_dir"
-  dpkg-deb -x "$tmp"/victoria-metrics_*.deb "$vm_dir"
+  for p in "${unpack_missing[@]}"; do
+    echo "install-test-deps: unpacking Debian's $p into ${unpack_dirs[$p]}"
+    (cd "$tmp" && apt-get download -qq "$p" >/dev/null)
+    rm -rf "${unpack_dirs[$p]}" && mkdir -p "${unpack_dirs[$p]}"
+    dpkg-deb -x "$tmp/${p}"_*.deb "${unpack_dirs[$p]}"
+  done
 fi
 
 # The QEMU driver refuses to load without these accounts.

@@ -309,16 +309,28 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 	if err := os.Chmod(sqlDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// dated_dir: one VM's XML is root's (copied with cp -a from
-	// /etc/libvirt/qemu), the other's readable, both disks copied.
+	// dated_dir: yesterday's set is complete; one VM's XML is root's
+	// (copied with cp -a from /etc/libvirt/qemu), the other's readable,
+	// both disks copied. Tonight's set is being written right now: a
+	// directory rsync has not given its mode yet (0700) and an XML that
+	// virsh dumpxml has only begun are no unreadable evidence yet.
 	kvm := filepath.Join(dir, "kvm")
-	set := filepath.Join(kvm, night.Format("2006-01-02"))
-	writeFile(t, filepath.Join(set, "backup.log"), stamp+" - === KVM ホストバックアップ開始 ===\n"+stamp+" - [5/5] バックアップ完了しました\n", night)
+	yesterday := time.Now().Add(-24 * time.Hour)
+	set := filepath.Join(kvm, yesterday.Format("2006-01-02"))
+	yStamp := yesterday.Format("2006-01-02 15:04:05")
+	writeFile(t, filepath.Join(set, "backup.log"), yStamp+" - === KVM ホストバックアップ開始 ===\n"+yStamp+" - [5/5] バックアップ完了しました\n", yesterday)
 	for _, vm := range []string{"open", "closed"} {
-		writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name><devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/"+vm+".img'/></disk></devices></domain>\n", night)
-		writeFile(t, filepath.Join(set, "images", vm+".img"), strings.Repeat("i", 1024), night)
+		writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name><devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/"+vm+".img'/></disk></devices></domain>\n", yesterday)
+		writeFile(t, filepath.Join(set, "images", vm+".img"), strings.Repeat("i", 1024), yesterday)
 	}
 	private(filepath.Join(set, "vm_xml", "closed.xml"))
+	tonight := filepath.Join(kvm, time.Now().Format("2006-01-02"))
+	writeFile(t, filepath.Join(tonight, "backup.log"), time.Now().Format("2006-01-02 15:04:05")+" - === KVM ホストバックアップ開始 ===\n", time.Time{})
+	writeFile(t, filepath.Join(tonight, "vm_xml", "open.xml"), "<domain><name>open</name><dev", time.Time{})
+	writeFile(t, filepath.Join(tonight, "images", "partial", "open.img"), "i", time.Time{})
+	if err := os.Chmod(filepath.Join(tonight, "images"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, fmt.Sprintf(`jobs:
@@ -338,7 +350,10 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 		path       string // named in the log
 	}{
 		{"s3", 1, 0, rcloneLog},
-		{"restore", 1, 0, restoreLog + ".1"},
+		// The rotation is left out, the log itself still judged (it
+		// failed the whole scan before: the newest run was thrown away
+		// with the unreadable older one).
+		{"restore", 1, 1, restoreLog + ".1"},
 		{"pve", 1, 1, filepath.Join(dump, base+".log")},
 		{"mysql", 1, 0, sqlDir},
 		{"kvm", 1, 1, filepath.Join(set, "vm_xml", "closed.xml")},
@@ -361,7 +376,16 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 		t.Errorf("kvm: vm_definition_unreadable{closed} = %v, want 1", v)
 	}
 	if _, ok := testenv.Value(mf, "vmhost_backup_vm_definition_unreadable", map[string]string{"backup_job": "kvm", "domain": "open"}); ok {
-		t.Error("kvm: the readable VM is reported as unreadable")
+		t.Error("kvm: the readable VM, whose XML in the set being written is still partial, is reported as unreadable")
+	}
+	if v, _ := testenv.Value(mf, "vmhost_backup_running", map[string]string{"backup_job": "kvm"}); v != 1 {
+		t.Errorf("kvm: running = %v, want 1 (tonight's set is being written)", v)
+	}
+	if strings.Contains(e.Output(), filepath.Join(tonight, "images")) {
+		t.Errorf("kvm: the 0700 directory of the set being written was reported:\n%s", e.Output())
+	}
+	if v, _ := testenv.Value(mf, "vmhost_backup_last_success_timestamp_seconds", map[string]string{"backup_job": "restore"}); v != float64(night.Unix()) {
+		t.Errorf("restore: last success = %v, want %v from the log beside the unreadable rotation", v, night.Unix())
 	}
 	if v, _ := testenv.Value(mf, "vmhost_backup_vm_last_success_size_bytes", map[string]string{"backup_job": "kvm", "domain": "open"}); v != 1024 {
 		t.Errorf("kvm: the readable VM's size = %v, want 1024", v)

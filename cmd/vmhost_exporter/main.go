@@ -16,8 +16,16 @@ import (
 	"os/user"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
+	// The zone database is built in (about 450 KB) so that TZ and a backup
+	// job's time_zone resolve on a minimal host or container without the
+	// tzdata package; a host that has /usr/share/zoneinfo still wins, as
+	// Go reads the system's files first, so a tzdata update of the
+	// distribution (a country changing its DST rules) applies without a
+	// rebuild.
+	_ "time/tzdata"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,8 +77,9 @@ func run(args []string) int {
 		libvirtEnabledSet bool
 		libvirtEnabled    = app.Flag("collector.libvirt",
 			"Enable the libvirt collector (default: enabled).").Default("true").IsSetByUser(&libvirtEnabledSet).Bool()
-		libvirtSocket = app.Flag("libvirt.socket",
-			"Path of libvirtd's read-only socket.").Default("/var/run/libvirt/libvirt-sock-ro").String()
+		libvirtSocketSet bool
+		libvirtSocket    = app.Flag("libvirt.socket",
+			"Path of libvirtd's read-only socket. When not given and the default is absent, "+libvirt.VirtqemudSocket+" (EL9's modular virtqemud) is used; both are looked for again at each reconnect.").Default(libvirt.LibvirtdSocket).IsSetByUser(&libvirtSocketSet).String()
 		libvirtURI = app.Flag("libvirt.uri",
 			"libvirt URI opened over the socket (e.g. qemu:///system, or test:///path/node.xml in tests).").Default("qemu:///system").String()
 		libvirtTimeout = durationFlag(app, "libvirt.timeout",
@@ -177,8 +186,12 @@ func run(args []string) int {
 	logger.Info("Enabled host collectors", "collectors", slices.Sorted(maps.Keys(nc.Collectors)))
 
 	if *libvirtEnabled {
+		sockets := libvirt.DefaultSockets
+		if libvirtSocketSet {
+			sockets = []string{*libvirtSocket}
+		}
 		lc := libvirt.New(libvirt.Config{
-			Socket:          *libvirtSocket,
+			Sockets:         sockets,
 			URI:             *libvirtURI,
 			Timeout:         *libvirtTimeout,
 			MetadataRefresh: *libvirtMetadataRefresh,
@@ -186,7 +199,7 @@ func run(args []string) int {
 		}, logger.With("collector", "libvirt"))
 		defer lc.Close()
 		if err := lc.Probe(); err != nil {
-			logger.Warn("libvirt is not reachable now; libvirt_up stays 0 until it is", "socket", *libvirtSocket, "uri", *libvirtURI, "err", err)
+			logger.Warn("libvirt is not reachable now; libvirt_up stays 0 until it is", "socket", strings.Join(sockets, " or "), "uri", *libvirtURI, "err", err)
 		}
 		registry.MustRegister(lc)
 	}

@@ -306,7 +306,7 @@ func (c *Collector) scanJob(j Job) (res *jobResult) {
 	now := c.opts.Now()
 	var unreadable unreadablePaths
 	defer func() { res.Unreadable = unreadable.snapshot() }()
-	data, err := scanFuncs[j.Type](j, now, c.opts.Location, &unreadable)
+	data, err := scanFuncs[j.Type](j, now, j.Location(c.opts.Location), &unreadable)
 	if err == nil {
 		err = checkClock(data, now)
 	}
@@ -381,7 +381,8 @@ func scanKey(j Job) string {
 }
 
 func sameSource(a, b Job) bool {
-	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob
+	// A new time zone moves every time read before: the old data is wrong.
+	return a.Type == b.Type && a.Path == b.Path && a.LogFile == b.LogFile && a.Glob == b.Glob && a.TimeZone == b.TimeZone
 }
 
 // Describe implements prometheus.Collector.

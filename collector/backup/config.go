@@ -95,15 +95,27 @@ type Job struct {
 	// A run without its success or end line is "running" while its files
 	// changed within this time, and failed (killed) after it.
 	RunningTimeout Duration `yaml:"running_timeout,omitempty"`
+	// TimeZone is the IANA zone (Asia/Tokyo) the backup's times are
+	// written in: its logs carry local times without an offset (`date
+	// '+%F %T'`, rclone's --log-file, vzdump's archive names). Empty: the
+	// exporter's own zone (TZ, else /etc/localtime), right when the backup
+	// runs on this host; a log copied from a host in another zone needs
+	// its zone here.
+	TimeZone string `yaml:"time_zone,omitempty"`
+
+	// location is TimeZone loaded by validate; nil: the exporter's zone.
+	location *time.Location
 }
 
 // fieldsByType lists the optional fields each type accepts.
 var fieldsByType = map[string][]string{
-	TypeDatedDir:   {"path", "log_name", "images_source", "vm_xml_dir", "images_dir", "success_from", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
-	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout"},
-	TypeVzdump:     {"path", "running_timeout"},
-	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout"},
-	TypeFileGlob:   {"glob", "running_timeout"},
+	TypeDatedDir:   {"path", "log_name", "images_source", "vm_xml_dir", "images_dir", "success_from", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone"},
+	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout", "time_zone"},
+	TypeVzdump:     {"path", "running_timeout", "time_zone"},
+	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone"},
+	// file_glob reads file times only, which carry no zone; its
+	// running_timeout is how long a dump in progress may pause.
+	TypeFileGlob: {"glob", "running_timeout"},
 }
 
 var requiredByType = map[string]string{
@@ -158,7 +170,7 @@ func (j *Job) setFields() map[string]bool {
 		"vm_xml_dir": j.VMXMLDir != "", "images_dir": j.ImagesDir != "", "success_from": j.SuccessFrom != "", "set_pattern": j.SetPattern.Regexp != nil,
 		"success_pattern": j.SuccessPattern.Regexp != nil, "error_pattern": j.ErrorPattern.Regexp != nil,
 		"start_pattern": j.StartPattern.Regexp != nil, "end_pattern": j.EndPattern.Regexp != nil,
-		"running_timeout": j.RunningTimeout != 0,
+		"running_timeout": j.RunningTimeout != 0, "time_zone": j.TimeZone != "",
 	}
 }
 
@@ -202,8 +214,39 @@ func (c *Config) validate() error {
 		if j.RunningTimeout < 0 {
 			return fmt.Errorf("%s: field running_timeout must be positive", where)
 		}
+		if err := j.loadTimeZone(); err != nil {
+			return fmt.Errorf("%s: field time_zone: %w", where, err)
+		}
 	}
 	return nil
+}
+
+// loadTimeZone accepts IANA names only. "Local" would mean whatever zone
+// the exporter runs in, which is what leaving the field out says, and a
+// fixed abbreviation such as "JST" or "CET" is not a name the zone database
+// knows (time.LoadLocation rejects it).
+func (j *Job) loadTimeZone() error {
+	if j.TimeZone == "" {
+		return nil
+	}
+	if j.TimeZone == "Local" {
+		return errors.New(`"Local" is not a zone name; leave time_zone out to use the exporter's zone`)
+	}
+	loc, err := time.LoadLocation(j.TimeZone)
+	if err != nil {
+		return fmt.Errorf("%q is not a known IANA time zone name such as Asia/Tokyo, Europe/Berlin or UTC: %w", j.TimeZone, err)
+	}
+	j.location = loc
+	return nil
+}
+
+// Location is the zone the job's times are read in: its time_zone, or
+// def (the exporter's zone).
+func (j *Job) Location(def *time.Location) *time.Location {
+	if j.location != nil {
+		return j.location
+	}
+	return def
 }
 
 func contains(list []string, s string) bool {

@@ -21,8 +21,10 @@ func TestLoadConfigExample(t *testing.T) {
 			t.Errorf("examples/backup.yml has no job of type %s", want)
 		}
 	}
-	if got := time.Duration(cfg.Jobs[0].MaxAge); got != 8*24*time.Hour {
-		t.Errorf("max_age of %s = %s, want 192h", cfg.Jobs[0].Name, got)
+	// 26h, not the 8d it was: kvm_backup.sh runs nightly, and 8 days let a
+	// week of missed nights pass unalerted (issue 23).
+	if got := time.Duration(cfg.Jobs[0].MaxAge); got != 26*time.Hour {
+		t.Errorf("max_age of %s = %s, want 26h", cfg.Jobs[0].Name, got)
 	}
 }
 
@@ -41,6 +43,11 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		"bad-comments-only.yml":   {"field jobs is missing", "jobs: []"},
 		"bad-jobs-null.yml":       {"field jobs is missing", "jobs: []"},
 		"bad-truncated.yml":       {"jobs[1] (rsync-offsite)", "max_age"},
+		"bad-time-zone.yml":       {"jobs[0] (s3-tokyo)", "field time_zone", `"Asia/Tokio"`, "IANA"},
+		// An abbreviation is no zone: JST is not in the zone database.
+		"bad-time-zone-abbreviation.yml": {"jobs[0] (kvm-host)", "field time_zone", `"JST"`},
+		// File times carry their zone; a zone for them means a mistake.
+		"bad-time-zone-file-glob.yml": {"jobs[0] (mysql-dumps)", "field time_zone", "not used by type file_glob"},
 	}
 	files, err := filepath.Glob("testdata/*bad*.yml")
 	if err != nil || len(files) == 0 {

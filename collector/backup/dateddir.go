@@ -25,6 +25,9 @@ type datedSet struct {
 type setRuns struct {
 	set  datedSet
 	runs []run
+	// unreadable is what judging the set by its contents could not read,
+	// counted for the job only once the set's run has finished.
+	unreadable *unreadablePaths
 }
 
 // lastSuccess is the index of the set's newest successful run, or -1.
@@ -89,7 +92,8 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 			afterListing(s.path)
 		}
 		if j.SuccessFrom == SuccessFromContents {
-			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j, u)}}})
+			var seen unreadablePaths
+			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j, &seen)}}, unreadable: &seen})
 			continue
 		}
 		newest := i == len(sets)-1
@@ -157,9 +161,16 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		// rsync and cp make a directory 0700 while they fill it and give
 		// it its mode at the end: in a set still being written an
 		// unreadable directory says nothing yet.
+		// The same for files: virsh dumpxml writes a VM's XML while the
+		// set is being filled.
 		if last.Finished {
 			for p, e := range sizes[i].UnreadableDirs {
 				u.add(p, errors.New(e))
+			}
+			if c.unreadable != nil {
+				for p, e := range c.unreadable.snapshot() {
+					u.add(p, errors.New(e))
+				}
 			}
 		}
 		if k := c.lastSuccess(); k >= 0 && i == detail {
@@ -180,10 +191,14 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 	d.finish()
 	d.PrevSuccessSize, d.HasPrevSize = medianOfPrevious(successSizes)
 
+	// The newest set's definitions count once its run has ended: a VM's
+	// XML still being written is no unreadable definition.
 	var newest *setRuns
 	for i := len(cands) - 1; i >= 0; i-- {
 		if !sizes[i].Missing {
-			newest = &cands[i]
+			if cands[i].runs[len(cands[i].runs)-1].Finished {
+				newest = &cands[i]
+			}
 			break
 		}
 	}

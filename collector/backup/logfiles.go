@@ -98,8 +98,9 @@ func openLog(path string) (boundedFile, os.FileInfo, error) {
 }
 
 // appendedLog is an appended log read together with its newest rotation:
-// logrotate moves the log to <log>.1 (or compresses it to <log>.1.gz) and
-// leaves an empty or missing log, so right after a rotation the last runs
+// logrotate moves the log to <log>.1 or <log>-<date> (dateext), or
+// compresses it to <log>.1.gz or <log>-<date>.gz, and leaves an empty or
+// missing log, so right after a rotation the last runs
 // are in the rotated file, and a run's start may be in one file and its
 // end in the other.
 type appendedLog struct {
@@ -119,12 +120,15 @@ func (l *appendedLog) Close() error {
 }
 
 // openAppendedLog opens path and its newest rotation, rotated part first.
-// An empty log is an error only when no rotated file exists either.
-func openAppendedLog(path string) (*appendedLog, error) {
+// An empty log is an error only when no rotated file exists either. A
+// rotation that exists but cannot be read (root's 0600 file) is counted
+// in u and left out: the runs in the log itself are still judged, like a
+// vzdump archive whose log cannot be read.
+func openAppendedLog(path string, u *unreadablePaths) (*appendedLog, error) {
 	out := &appendedLog{}
 	var parts []io.Reader
 	rotatedChange, rotated, err := openRotation(path, out)
-	if err != nil {
+	if err != nil && !u.note(err) {
 		return nil, err
 	}
 	if rotated != nil {
@@ -150,26 +154,33 @@ func openAppendedLog(path string) (*appendedLog, error) {
 	return out, nil
 }
 
-// openRotation opens <path>.1 or <path>.1.gz if one exists (nil if none),
-// bounded like the log itself.
+// openRotation opens the newest rotation of path (see rotations) if one
+// exists (nil if none), bounded like the log itself.
 func openRotation(path string, into *appendedLog) (time.Time, io.Reader, error) {
-	if f, info, err := openLog(path + ".1"); err == nil {
-		into.closers = append(into.closers, f)
-		return info.ModTime(), f, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return time.Time{}, nil, err
+	rotated, err := rotations(path)
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("looking for rotations of %s: %w", path, err)
 	}
-	f, info, err := openRegular(path + ".1.gz")
-	if errors.Is(err, fs.ErrNotExist) {
+	if len(rotated) == 0 {
 		return time.Time{}, nil, nil
 	}
+	newest := rotated[0]
+	if !newest.gz {
+		f, info, err := openLog(newest.path)
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		into.closers = append(into.closers, f)
+		return info.ModTime(), f, nil
+	}
+	f, info, err := openRegular(newest.path)
 	if err != nil {
 		return time.Time{}, nil, err
 	}
 	gz, err := gzip.NewReader(f)
 	if err != nil {
 		f.Close()
-		return time.Time{}, nil, fmt.Errorf("reading %s.1.gz: %w", path, err)
+		return time.Time{}, nil, fmt.Errorf("reading %s: %w", newest.path, err)
 	}
 	into.closers = append(into.closers, f, gz)
 	return info.ModTime(), io.LimitReader(gz, maxLogBytes), nil

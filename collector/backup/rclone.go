@@ -90,7 +90,7 @@ type rcloneRun struct {
 // fatal "Failed to ..." line or a non-zero "Errors:" in its stats, or when
 // rclone wrote nothing at all before the end line.
 func scanRcloneLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
-	f, err := openAppendedLog(j.LogFile)
+	f, err := openAppendedLog(j.LogFile, u)
 	if err != nil {
 		u.note(err)
 		return nil, err

@@ -9,7 +9,7 @@ import (
 // The newest run decides the run state; the last success is the end of the
 // newest run that completed, never a later failed run's end.
 func scanRestoreLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
-	f, err := openAppendedLog(j.LogFile)
+	f, err := openAppendedLog(j.LogFile, u)
 	if err != nil {
 		u.note(err)
 		return nil, err

@@ -31,14 +31,15 @@ func logrotateNow(t *testing.T, logFile string, directives ...string) {
 	}
 }
 
-// TestLogRotationKeepsTheLastSuccess: logrotate runs after the nightly
-// rclone job, leaving an empty log and rclone.log.1 (later .1.gz). The
-// empty log is no scan error and the last success survives the rotation,
-// plain and compressed; the restore log likewise.
-func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
+// rcloneSyncFixture prepares the operator's rclone wrapper script to sync
+// a one-file tree in a temp dir, logging to rclone.log there, and the
+// job that reads that log.
+func rcloneSyncFixture(t *testing.T) (dir, logFile, script string, env []string, job Job) {
+	t.Helper()
 	testenv.LookPath(t, "rclone", "rclone")
-	dir := t.TempDir()
-	src, dest, logFile := filepath.Join(dir, "src"), filepath.Join(dir, "dest"), filepath.Join(dir, "rclone.log")
+	dir = t.TempDir()
+	src, dest := filepath.Join(dir, "src"), filepath.Join(dir, "dest")
+	logFile = filepath.Join(dir, "rclone.log")
 	for _, d := range []string{src, dest} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -47,9 +48,18 @@ func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	script, _ := filepath.Abs("testdata/backup_to_s3.sh")
-	env := []string{"SRC=" + src, "DEST=" + dest, "LOG=" + logFile, "RETRIES=1", "LC_ALL=C"}
-	job := Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile}
+	script, _ = filepath.Abs("testdata/backup_to_s3.sh")
+	env = []string{"SRC=" + src, "DEST=" + dest, "LOG=" + logFile, "RETRIES=1", "LC_ALL=C"}
+	job = Job{Name: "s3", Type: TypeRcloneLog, LogFile: logFile}
+	return dir, logFile, script, env, job
+}
+
+// TestLogRotationKeepsTheLastSuccess: logrotate runs after the nightly
+// rclone job, leaving an empty log and rclone.log.1 (later .1.gz). The
+// empty log is no scan error and the last success survives the rotation,
+// plain and compressed; the restore log likewise.
+func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
+	dir, logFile, script, env, job := rcloneSyncFixture(t)
 	j := map[string]string{"backup_job": "s3"}
 	expect := func(step string, want map[string]float64) {
 		t.Helper()
@@ -103,5 +113,117 @@ func TestLogRotationKeepsTheLastSuccess(t *testing.T) {
 	want := float64(time.Date(2025, 5, 28, 10, 20, 0, 0, time.Local).Unix())
 	if v := val(t, rmf, "vmhost_backup_last_success_timestamp_seconds", r); v != want {
 		t.Errorf("restore log after rotation: last success = %v, want %v", v, want)
+	}
+}
+
+// TestDateextRotationKeepsTheLastSuccess: RHEL's logrotate default,
+// dateext, names rotations by date (rclone.log-20261124, compressed a
+// rotation later with delaycompress). The newest date is the newest
+// rotation, also beside a <log>.1 left from before the switch to dateext,
+// and the last success survives each rotation.
+func TestDateextRotationKeepsTheLastSuccess(t *testing.T) {
+	dir, logFile, script, env, job := rcloneSyncFixture(t)
+	j := map[string]string{"backup_job": "s3"}
+	run := func(date string) float64 {
+		t.Helper()
+		runCmd(t, append(env, "DATE="+date), script)
+		return val(t, scan(t, time.Now(), job), "vmhost_backup_last_success_timestamp_seconds", j)
+	}
+	expect := func(step string, want float64) {
+		t.Helper()
+		mf := scan(t, time.Now(), job)
+		if v := val(t, mf, "vmhost_backup_scan_success", j); v != 1 {
+			t.Fatalf("%s: scan_success = %v", step, v)
+		}
+		if v := val(t, mf, "vmhost_backup_last_success_timestamp_seconds", j); v != want {
+			t.Errorf("%s: last success %v, want %v (the newest run)", step, v, want)
+		}
+	}
+	exists := func(name string) {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Fatalf("logrotate did not leave %s: %v", name, err)
+		}
+	}
+	dateext := []string{"dateext", "dateformat -%Y%m%d", "compress", "delaycompress"}
+	today, yesterday := time.Now().Format("20060102"), time.Now().AddDate(0, 0, -1).Format("20060102")
+
+	// Numbered first, as before a switch to dateext: rclone.log.1 stays.
+	old := run("2025-05-25")
+	logrotateNow(t, logFile)
+	exists("rclone.log.1")
+	expect("rotated to rclone.log.1", old)
+
+	// Yesterday's rotation (dateyesterday names it so), beside the old .1.
+	waitNextSecond(old)
+	first := run("2025-05-26")
+	logrotateNow(t, logFile, append(dateext, "dateyesterday")...)
+	exists("rclone.log-" + yesterday)
+	expect("rotated to rclone.log-"+yesterday+" beside rclone.log.1", first)
+
+	// Today's: yesterday's file is compressed now, today's stays plain.
+	waitNextSecond(first)
+	second := run("2025-05-27")
+	logrotateNow(t, logFile, dateext...)
+	exists("rclone.log-" + today)
+	exists("rclone.log-" + yesterday + ".gz")
+	expect("rotated to rclone.log-"+today, second)
+
+	// compress without delaycompress: the newest rotation is a .gz.
+	if err := os.Remove(filepath.Join(dir, "rclone.log-"+today)); err != nil {
+		t.Fatal(err)
+	}
+	waitNextSecond(second)
+	third := run("2025-05-28")
+	logrotateNow(t, logFile, "dateext", "dateformat -%Y%m%d", "compress")
+	exists("rclone.log-" + today + ".gz")
+	expect("rotated to rclone.log-"+today+".gz", third)
+}
+
+// TestRotationsOrder: rotations newest first, numbered by number, dated by
+// the date in the name, the two kinds interleaved by modification time.
+func TestRotationsOrder(t *testing.T) {
+	base := time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		files map[string]time.Duration // name -> mtime after base
+		want  []string
+	}{
+		{"numbered", map[string]time.Duration{"log.1": 3, "log.2.gz": 2, "log.10.gz": 1, "log.old": 9, "logx.1": 9}, []string{"log.1", "log.2.gz", "log.10.gz"}},
+		// The name decides within a kind, not the time: a copy that
+		// touched an old rotation does not make it the newest.
+		{"dated", map[string]time.Duration{"log-20261123.gz": 9, "log-20261124": 1, "log-20261122.gz": 0}, []string{"log-20261124", "log-20261123.gz", "log-20261122.gz"}},
+		{"other dateformats", map[string]time.Duration{"log-2026-11-23": 1, "log-2026112403": 2, "log.20261122": 0}, []string{"log-2026112403", "log-2026-11-23", "log.20261122"}},
+		// Switched to dateext: the numbered leftovers are older.
+		{"numbered leftovers", map[string]time.Duration{"log.1": 2, "log.2.gz": 1, "log-20261124": 4, "log-20261123.gz": 3}, []string{"log-20261124", "log-20261123.gz", "log.1", "log.2.gz"}},
+		// Switched away from dateext: the dated leftovers are older.
+		{"dated leftovers", map[string]time.Duration{"log.1": 4, "log-20261124.gz": 2, "log.2.gz": 3}, []string{"log.1", "log.2.gz", "log-20261124.gz"}},
+		{"plain before its compressed twin", map[string]time.Duration{"log.1.gz": 1, "log.1": 1}, []string{"log.1", "log.1.gz"}},
+		{"none", map[string]time.Duration{"log": 5, "other.1": 1}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, after := range tc.files {
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				mtime := base.Add(after * time.Hour)
+				if err := os.Chtimes(p, mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := rotations(filepath.Join(dir, "log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range got {
+				names = append(names, filepath.Base(r.path))
+			}
+			if strings.Join(names, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("rotations = %v, want %v", names, tc.want)
+			}
+		})
 	}
 }

@@ -41,7 +41,11 @@ const namespace = "libvirt"
 
 // Config holds the flags of the libvirt collector.
 type Config struct {
+	// Socket is the read-only socket named on the command line, used as
+	// given. Empty: the first of Sockets that exists at each connect
+	// (DefaultSockets when Sockets is empty too).
 	Socket  string
+	Sockets []string
 	URI     string
 	Timeout time.Duration
 	// MetadataRefresh is the period within which every cached domain XML
@@ -120,6 +124,12 @@ func New(cfg Config, logger *slog.Logger) *Collector {
 	}
 	if cfg.StatsBatches <= 0 {
 		cfg.StatsBatches = defaultStatsBatches
+	}
+	switch {
+	case cfg.Socket != "":
+		cfg.Sockets = []string{cfg.Socket}
+	case len(cfg.Sockets) == 0:
+		cfg.Sockets = DefaultSockets
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Collector{
@@ -283,7 +293,11 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	}
 	c.mu.Unlock()
 	s.close()
-	ns, err := connect(c.cfg.Socket, c.cfg.URI, c.cfg.Timeout, func(d *trackingDialer) {
+	socket, err := chooseSocket(c.cfg.Sockets)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := connect(socket, c.cfg.URI, c.cfg.Timeout, func(d *trackingDialer) {
 		c.mu.Lock()
 		c.connecting, call.dialer = d, d
 		c.mu.Unlock()
@@ -299,7 +313,7 @@ func (c *Collector) session(call *gatherCall) (*session, error) {
 	reconnected := c.connected
 	c.connected = true
 	c.mu.Unlock()
-	c.logger.Info("Connected to libvirtd", "socket", c.cfg.Socket, "uri", c.cfg.URI)
+	c.logger.Info("Connected to libvirtd", "socket", socket, "uri", c.cfg.URI)
 	if reconnected {
 		// Events sent while no session listened are lost: every cached
 		// XML and snapshot time is re-read, within the scrapes' budget;
@@ -335,11 +349,11 @@ func (c *Collector) abort(call *gatherCall) bool {
 func (c *Collector) logTransition(err error) {
 	switch {
 	case err != nil && !c.failing.Swap(true):
-		c.logger.Error("libvirt scrape failed; libvirt_up is 0 until it succeeds", "socket", c.cfg.Socket, "uri", c.cfg.URI, "err", err)
+		c.logger.Error("libvirt scrape failed; libvirt_up is 0 until it succeeds", "socket", socketsText(c.cfg.Sockets), "uri", c.cfg.URI, "err", err)
 	case err != nil:
 		c.logger.Debug("libvirt scrape failed", "err", err)
 	case c.failing.Swap(false):
-		c.logger.Info("libvirt scrape succeeds again", "socket", c.cfg.Socket, "uri", c.cfg.URI)
+		c.logger.Info("libvirt scrape succeeds again", "socket", socketsText(c.cfg.Sockets), "uri", c.cfg.URI)
 	}
 }
 

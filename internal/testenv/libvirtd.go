@@ -186,7 +186,8 @@ func (l *Libvirtd) startNamespace() {
 }
 
 // startNamespaceInit re-executes the test binary as the init of private
-// PID, mount, network and IPC namespaces set up by plan (see nsInit). The
+// PID, mount, network (unless plan.HostNetwork) and IPC namespaces set up
+// by plan (see nsInit). The
 // namespace ends when the returned pipe end is closed or the test process
 // dies.
 func startNamespaceInit(t testing.TB, plan nsPlan) (ns *Process, alive *os.File) {
@@ -206,9 +207,11 @@ func startNamespaceInit(t testing.TB, plan nsPlan) (ns *Process, alive *os.File)
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), nsInitEnv+"="+string(planJSON))
 	cmd.ExtraFiles = []*os.File{r}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC,
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC)
+	if plan.HostNetwork {
+		flags &^= syscall.CLONE_NEWNET
 	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags}
 	ns = StartCommand(t, cmd)
 	r.Close()
 	trackNamespace(ns)

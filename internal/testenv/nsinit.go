@@ -26,6 +26,9 @@ type nsPlan struct {
 	// Argv is the daemon's command line, started at once and again on
 	// SIGUSR1 (a restart after a crash the test caused).
 	Argv []string `json:"argv"`
+	// HostNetwork keeps the machine's network namespace, so a server in
+	// the namespace is reached on a loopback address of FreePort.
+	HostNetwork bool `json:"-"`
 }
 
 // Every test binary that imports testenv can act as the init (PID 1) of a

@@ -31,6 +31,20 @@ var sandboxedDirs = []string{"/etc", "/usr", "/var"}
 // StartSandbox starts a sandbox that lives until the test ends.
 func StartSandbox(t testing.TB) *Sandbox {
 	t.Helper()
+	return startSandbox(t, false)
+}
+
+// StartSandboxOnHostNetwork is StartSandbox in the machine's network
+// namespace: the test reaches a server started in the sandbox (the
+// exporter, with a private /run) on a loopback address of FreePort, as
+// it reaches any other; a private network namespace has no loopback up.
+func StartSandboxOnHostNetwork(t testing.TB) *Sandbox {
+	t.Helper()
+	return startSandbox(t, true)
+}
+
+func startSandbox(t testing.TB, hostNetwork bool) *Sandbox {
+	t.Helper()
 	RequireRoot(t, "overlay mounts in a private mount namespace need root")
 	LookPath(t, "nsenter", "util-linux")
 	dir, err := os.MkdirTemp(ProcessTempDir(t), "sandbox-")
@@ -38,7 +52,7 @@ func StartSandbox(t testing.TB) *Sandbox {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	plan := nsPlan{Tmpfs: []string{"/run"}, Argv: []string{"/bin/sleep", "infinity"}}
+	plan := nsPlan{Tmpfs: []string{"/run"}, Argv: []string{"/bin/sleep", "infinity"}, HostNetwork: hostNetwork}
 	for _, d := range sandboxedDirs {
 		name := strings.TrimPrefix(d, "/")
 		upper, work := filepath.Join(dir, "upper", name), filepath.Join(dir, "work", name)
@@ -82,8 +96,10 @@ func (s *Sandbox) Command(name string, args ...string) *exec.Cmd {
 	all := append([]string{"--target", strconv.Itoa(s.ns.Cmd.Process.Pid), "--mount", "--pid", "--net", "--ipc", "--", name}, args...)
 	cmd := exec.Command("nsenter", all...)
 	// nsenter dies with the test process; what it started dies with
-	// the sandbox's init.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// the sandbox's init. nsenter forks the program into the sandbox's
+	// PID namespace and passes no signal on: in a process group of their
+	// own, StartCommand's SIGINT at the end of the test reaches both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	return cmd
 }
 

@@ -213,7 +213,8 @@ func StartTestChild(t testing.TB, test string, env ...string) *Process {
 
 // StartCommand starts cmd, keeps its output for the test's log (shown only
 // when the test fails, so a green run stays quiet) and ends it with the
-// test: SIGINT, then SIGKILL after 5 s. The kernel kills it too when the
+// test: SIGINT, then SIGKILL after 5 s (to its process group if it has
+// one of its own, cmd.SysProcAttr.Setpgid). The kernel kills it too when the
 // test process dies, even by SIGKILL (parent-death signal), so no test
 // leaves a process behind.
 func StartCommand(t testing.TB, cmd *exec.Cmd) *Process {
@@ -230,12 +231,22 @@ func StartCommand(t testing.TB, cmd *exec.Cmd) *Process {
 	done := make(chan struct{})
 	p := &Process{Cmd: cmd, output: out, done: done}
 	go func() { _ = cmd.Wait(); close(done) }()
+	// A command started in a process group of its own (a wrapper such as
+	// nsenter, which forks the program and passes no signal on) gets its
+	// signals as a group.
+	signal := func(sig syscall.Signal) {
+		if cmd.SysProcAttr.Setpgid {
+			_ = syscall.Kill(-cmd.Process.Pid, sig)
+			return
+		}
+		_ = cmd.Process.Signal(sig)
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+		signal(syscall.SIGINT)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
+			signal(syscall.SIGKILL)
 			<-done
 		}
 		if t.Failed() {
@@ -322,17 +333,30 @@ func SharedTempDir(t testing.TB) string {
 // StartExporterAs is StartExporter as another user (nil: as the test).
 func StartExporterAs(t testing.TB, cred *syscall.Credential, args ...string) *Exporter {
 	t.Helper()
-	return startExporter(t, func(bin string, all []string) *Process { return StartAs(t, cred, bin, all...) }, args...)
+	return StartExporterWith(t, ExporterOptions{Cred: cred}, args...)
 }
 
-// startExporter starts the exporter through start, which runs the binary
-// with the full command line.
-func startExporter(t testing.TB, start func(bin string, args []string) *Process, args ...string) *Exporter {
+// ExporterOptions say how StartExporterWith runs the exporter.
+type ExporterOptions struct {
+	Cred *syscall.Credential // nil: as the test
+	// Env is added to the test's environment (TZ=Asia/Tokyo).
+	Env []string
+	// Command makes the command that runs the binary, e.g.
+	// Sandbox.Command to run it in a sandbox; exec.Command when nil.
+	Command func(name string, args ...string) *exec.Cmd
+	// OwnSocket leaves --libvirt.socket unset so the exporter looks for
+	// libvirt's sockets itself: only in a sandbox, whose /run is its own
+	// and holds no socket of the machine's libvirtd.
+	OwnSocket bool
+}
+
+// StartExporterWith is StartExporter with options.
+func StartExporterWith(t testing.TB, opts ExporterOptions, args ...string) *Exporter {
 	t.Helper()
 	bin := ExporterBinary(t)
 	addr := FreePort(t)
 	all := []string{"--web.listen-address=" + addr}
-	if !hasFlag(args, "--libvirt.socket") {
+	if !hasFlag(args, "--libvirt.socket") && !opts.OwnSocket {
 		all = append(all, "--libvirt.socket="+filepath.Join(t.TempDir(), "no-libvirt-sock"))
 	}
 	if !hasFlag(args, "--backup.config-file") {
@@ -344,7 +368,25 @@ func startExporter(t testing.TB, start func(bin string, args []string) *Process,
 		all = append(all, "--backup.config-file="+empty)
 	}
 	all = append(all, args...)
-	p := start(bin, all)
+	command := opts.Command
+	if command == nil {
+		command = exec.Command
+	}
+	cmd := command(bin, all...)
+	if opts.Cred != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = opts.Cred
+	}
+	if len(opts.Env) > 0 {
+		base := cmd.Env
+		if base == nil {
+			base = os.Environ()
+		}
+		cmd.Env = append(base, opts.Env...)
+	}
+	p := StartCommand(t, cmd)
 	e := &Exporter{Process: p, URL: "http://" + addr}
 	p.WaitHTTP(t, e.URL+"/metrics", 15*time.Second)
 	return e

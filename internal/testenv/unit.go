@@ -273,9 +273,9 @@ func StartExporterAsUnit(t testing.TB, id UnitIdentity, args ...string) *Exporte
 		Missing(t, "root", "running the exporter as the service's user needs root")
 	}
 	setpriv := LookPath(t, "setpriv", "util-linux")
-	return startExporter(t, func(bin string, all []string) *Process {
-		return Start(t, setpriv, append(append(id.setprivArgs(), "--", bin), all...)...)
-	}, args...)
+	return StartExporterWith(t, ExporterOptions{Command: func(bin string, all ...string) *exec.Cmd {
+		return exec.Command(setpriv, append(append(id.setprivArgs(), "--", bin), all...)...)
+	}}, args...)
 }
 
 // StartExporterAsService is StartExporter as the shipped unit runs it:
