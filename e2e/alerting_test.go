@@ -324,9 +324,16 @@ scrape_configs:
 		t.Errorf("HostSwapUsageHigh description %q of host D does not show the 2 GiB", ann["description"])
 	}
 
-	// 6. Repairs: a fresh dump, swap freed, web1 running again.
+	// 6. Repairs: a fresh dump, swap freed, web1 running again. The dump
+	// finished 20 minutes ago: a file_glob file written within its
+	// running_timeout (15m) is a dump in progress, not yet a success
+	// (issue 24), so one written just now would not resolve BackupStale.
 	fresh := filepath.Join(dumps, "db-new.sql.gz")
 	if err := os.WriteFile(fresh, []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	finished := time.Now().Add(-20 * time.Minute)
+	if err := os.Chtimes(fresh, finished, finished); err != nil {
 		t.Fatal(err)
 	}
 	writeMeminfo(t, procfs, 4194304)

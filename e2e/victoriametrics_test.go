@@ -39,7 +39,9 @@ func TestAlertsThroughVictoriaMetrics(t *testing.T) {
 		}
 	}
 	writeFileAged(t, filepath.Join(dumps, "db-old.sql.gz"), 48*time.Hour)
-	writeFileAged(t, filepath.Join(fresh, "etc.tar.gz"), time.Minute)
+	// 20 minutes, not 1 as before: a file_glob file written within its
+	// running_timeout (15m) is a dump in progress, not a success (issue 24).
+	writeFileAged(t, filepath.Join(fresh, "etc.tar.gz"), 20*time.Minute)
 	backupCfg := filepath.Join(dir, "backup.yml")
 	if err := os.WriteFile(backupCfg, []byte("jobs:\n"+
 		"  - name: dumps\n    type: file_glob\n    glob: "+dumps+"/*.sql.gz\n    max_age: 1h\n"+
@@ -82,7 +84,7 @@ scrape_configs:
 	}
 
 	// Repairs: a fresh dump, swap freed, web1 running again.
-	writeFileAged(t, filepath.Join(dumps, "db-new.sql.gz"), 0)
+	writeFileAged(t, filepath.Join(dumps, "db-new.sql.gz"), 20*time.Minute) // quiet for running_timeout (issue 24); was 0
 	writeMeminfo(t, procfs, 4194304)
 	writeNode(t, node, 1)
 	l.Kill()

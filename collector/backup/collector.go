@@ -55,7 +55,8 @@ type Collector struct {
 	reloadOK     bool
 	reloadTime   time.Time
 	scanMu       sync.Mutex           // one scan of all jobs at a time
-	inFlight     map[string]time.Time // jobs whose scan has not returned, since when
+	inFlight     map[string]time.Time // scans (by scanKey) that have not returned, since when
+	running      bool                 // Run is scanning in the background
 	trigger      chan struct{}
 	lastScanDone time.Time
 
@@ -108,6 +109,7 @@ func (c *Collector) Reload(path string) error {
 		c.reloadOK = false
 		return err
 	}
+	moved := movedJobs(c.cfg, cfg)
 	c.cfg = cfg
 	c.reloadOK = true
 	c.reloadTime = c.opts.Now()
@@ -116,11 +118,48 @@ func (c *Collector) Reload(path string) error {
 			delete(c.results, name)
 		}
 	}
+	// A job pointed elsewhere (the usual fix for one stuck on a dead
+	// mount) is scanned now, not after the scan round in progress, which
+	// may be waiting out the old path's scan timeout.
+	if c.running {
+		for _, j := range moved {
+			go c.scanWithDeadline(j)
+		}
+	}
 	select {
 	case c.trigger <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// movedJobs are the jobs of next that are new or read another source than
+// in prev.
+func movedJobs(prev, next *Config) []Job {
+	var moved []Job
+	for _, j := range next.Jobs {
+		if old, ok := prev.job(j.Name); !ok || !sameSource(old, j) {
+			moved = append(moved, j)
+		}
+	}
+	return moved
+}
+
+func (c *Config) job(name string) (Job, bool) {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return j, true
+		}
+	}
+	return Job{}, false
+}
+
+// current tells whether j is still what the config says about its job's
+// source: a scan of a path the config no longer names says nothing about
+// the job. Call with c.mu held.
+func (c *Collector) current(j Job) bool {
+	cur, ok := c.cfg.job(j.Name)
+	return ok && sameSource(cur, j)
 }
 
 func (c *Config) has(name string) bool {
@@ -135,6 +174,14 @@ func (c *Config) has(name string) bool {
 // Run scans at once, then every ScanInterval and after each reload, until
 // ctx ends.
 func (c *Collector) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.running = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.running = false
+		c.mu.Unlock()
+	}()
 	ticker := time.NewTicker(c.opts.ScanInterval)
 	defer ticker.Stop()
 	for {
@@ -180,22 +227,27 @@ func (c *Collector) ScanOnce(ctx context.Context) {
 // takes longer goes on in the background (a goroutine blocked in a system
 // call cannot be stopped); the job is reported as failing now, its last
 // good values stay, and its result is stored if it ever returns. While it
-// hangs, no second scan of the job is started.
+// hangs, no second scan of the same source is started. Scans are told
+// apart by job and source: a job a reload points at another path is
+// scanned there at once, whatever hangs on the old one.
 func (c *Collector) scanWithDeadline(j Job) {
+	key := scanKey(j)
 	c.mu.Lock()
-	if since, stuck := c.inFlight[j.Name]; stuck {
+	if since, busy := c.inFlight[key]; busy {
 		c.mu.Unlock()
-		c.markStuck(j, since)
+		if time.Since(since) >= c.opts.ScanTimeout {
+			c.markStuck(j, since)
+		} // else: a scan started moments ago (after a reload) stores its result
 		return
 	}
 	started := time.Now()
-	c.inFlight[j.Name] = started
+	c.inFlight[key] = started
 	c.mu.Unlock()
 	done := make(chan *jobResult, 1)
 	go func() {
 		res := c.scanJob(j)
 		c.mu.Lock()
-		delete(c.inFlight, j.Name)
+		delete(c.inFlight, key)
 		c.mu.Unlock()
 		done <- res
 	}()
@@ -218,11 +270,11 @@ func (c *Collector) markStuck(j Job, since time.Time) {
 	c.logger.Warn("Backup scan failed", "backup_job", j.Name, "type", j.Type, "err", msg)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.cfg.has(j.Name) {
-		return
+	if !c.current(j) {
+		return // removed, or pointed elsewhere by a reload
 	}
 	res := &jobResult{Job: j, ScanErr: msg}
-	if prev := c.results[j.Name]; prev != nil {
+	if prev := c.results[j.Name]; prev != nil && sameSource(prev.Job, j) {
 		res.Data, res.ScanTime, res.ScanDuration, res.Unreadable = prev.Data, prev.ScanTime, prev.ScanDuration, prev.Unreadable
 	}
 	c.results[j.Name] = res
@@ -287,8 +339,8 @@ func checkClock(d *jobData, now time.Time) error {
 func (c *Collector) store(res *jobResult) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.cfg.has(res.Job.Name) {
-		return // removed by a reload during the scan
+	if !c.current(res.Job) {
+		return // removed, or pointed elsewhere, by a reload during the scan
 	}
 	prev := c.results[res.Job.Name]
 	if prev != nil && !sameSource(prev.Job, res.Job) {
@@ -297,13 +349,21 @@ func (c *Collector) store(res *jobResult) {
 	// Every set gone at once is what an unmounted backup disk looks like
 	// (an empty mount point), not a retention policy: report it as a scan
 	// failure instead of "no backups".
-	if res.ScanOK && res.Data.Sets == 0 && prev != nil && prev.Data != nil && prev.Data.Sets > 0 {
+	if res.ScanOK && res.Data.Sets == 0 && !res.Data.Running && prev != nil && prev.Data != nil && prev.Data.Sets > 0 {
 		res.ScanOK = false
 		res.ScanErr = fmt.Sprintf("no backup sets found any more (the last good scan found %d); is the backup storage mounted?", prev.Data.Sets)
 		c.logger.Warn("Backup scan failed", "backup_job", res.Job.Name, "err", res.ScanErr)
 	}
 	if !res.ScanOK && prev != nil {
 		res.Data = prev.Data
+	}
+	// A dump rewritten in place (gzip > all.sql.gz every night) leaves no
+	// finished backup on disk while it runs: the last success known stays
+	// the job's, ageing, rather than the job looking as if it never had
+	// one.
+	if res.ScanOK && res.Data.Running && res.Data.LastSuccess == nil && prev != nil && prev.Data != nil && prev.Data.LastSuccess != nil {
+		res.Data.LastSuccess = prev.Data.LastSuccess
+		res.Data.PrevSuccessSize, res.Data.HasPrevSize = prev.Data.PrevSuccessSize, prev.Data.HasPrevSize
 	}
 	var before map[string]string
 	if prev != nil {
@@ -313,6 +373,11 @@ func (c *Collector) store(res *jobResult) {
 		c.logger.Warn("Backup evidence unreadable: the verdict leaves it out", "backup_job", res.Job.Name, "path", p, "err", res.Unreadable[p])
 	}
 	c.results[res.Job.Name] = res
+}
+
+// scanKey names one job's scan of one source.
+func scanKey(j Job) string {
+	return strings.Join([]string{j.Name, j.Type, j.Path, j.LogFile, j.Glob}, "\x00")
 }
 
 func sameSource(a, b Job) bool {
@@ -405,7 +470,7 @@ func newDescriptors() descriptors {
 		vmLastSuccess:          d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
 		vmSize:                 d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
 		vmLastRunSuccess:       d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
-		vmMissingDisks:         d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that have no copy in that set: outside the copied images directory, or not copied. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
+		vmMissingDisks:         d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that cannot be restored from that set: block devices (LVM), network disks (iSCSI, RBD), files outside the copied images directory, copies missing, or qcow2 overlays whose backing chain is not all in the set. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
 		totalSize:              d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
 		totalDisk:              d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
 		prevSuccessSize:        d("previous_success_size_bytes", "Median apparent size of the up to 5 successful backups before the newest one (dated_dir sets, file_glob files): what BackupSizeDropped compares the newest successful backup with, per backup, not per time sample.", j),

@@ -46,6 +46,9 @@ const (
 	defaultRestoreStart   = `(?i)^===.*(開始|start)`
 	defaultRestoreSuccess = `(?i)復元完了|restore completed`
 	defaultRunningTimeout = time.Hour
+	// A dump pipeline (mysqldump | gzip) writes at least every few minutes;
+	// a longer wait would eat the slack of a nightly job's max_age (26h).
+	defaultFileGlobRunningTimeout = 15 * time.Minute
 )
 
 // Config is the content of --backup.config-file.
@@ -110,8 +113,9 @@ var fieldsByType = map[string][]string{
 	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout", "time_zone"},
 	TypeVzdump:     {"path", "running_timeout", "time_zone"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone"},
-	// file_glob reads file times only, which carry no zone.
-	TypeFileGlob: {"glob"},
+	// file_glob reads file times only, which carry no zone; its
+	// running_timeout is how long a dump in progress may pause.
+	TypeFileGlob: {"glob", "running_timeout"},
 }
 
 var requiredByType = map[string]string{
@@ -283,6 +287,9 @@ func (j *Job) setDefaults() {
 		def(&j.SuccessPattern, defaultRestoreSuccess)
 	}
 	def(&j.SuccessPattern, defaultStepSuccess)
+	if j.RunningTimeout == 0 && j.Type == TypeFileGlob {
+		j.RunningTimeout = Duration(defaultFileGlobRunningTimeout)
+	}
 	if j.RunningTimeout == 0 {
 		j.RunningTimeout = Duration(defaultRunningTimeout)
 	}

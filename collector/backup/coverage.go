@@ -76,18 +76,18 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 // domainDisks is the part of a domain's XML that names its disks.
 type domainDisks struct {
 	Disks []struct {
-		Type   string `xml:"type,attr"`
+		diskSource
 		Device string `xml:"device,attr"`
-		Source struct {
-			File string `xml:"file,attr"`
-		} `xml:"source"`
 	} `xml:"devices>disk"`
 }
 
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
 // (device "disk"; CD-ROMs and floppies are media, not the VM's data) in the
-// set's images directory. It returns the apparent size of the copies found
-// and how many disks have no copy.
+// set's images directory, with every image its backing chain needs. It
+// returns the apparent size of the copies found and how many disks cannot
+// be restored from the set: a block device (LVM), a network disk (iSCSI,
+// RBD), a file outside imagesSource, a copy missing, or an overlay whose
+// backing file is one of those.
 func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing int, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
@@ -103,18 +103,11 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		if disk.Device != "" && disk.Device != "disk" {
 			continue
 		}
-		rel, err := filepath.Rel(imagesSource, disk.Source.File)
-		if disk.Source.File == "" || err != nil || rel == "." || strings.HasPrefix(rel, "..") {
-			missing++ // not a file below imagesSource: never copied
-			continue
-		}
-		n, _, _, err := fileSize(filepath.Join(imagesDir, rel))
-		if err != nil {
-			u.note(err) // a copy behind a directory the exporter may not search
-			missing++
-			continue
-		}
+		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
+		if why != "" {
+			missing++
+		}
 	}
 	return size, missing, nil
 }

@@ -75,6 +75,13 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		return sets[a].name < sets[b].name
 	})
 
+	// An empty job path is a job whose first backup has not run yet: no
+	// sets, no runs, a clean "no backup yet", never an error.
+	newestPath := ""
+	if len(sets) > 0 {
+		newestPath = sets[len(sets)-1].path
+	}
+
 	d := &jobData{VMs: map[string]vmBackup{}}
 	// First the logs (cheap), then one parallel walk over every set: it
 	// gives each set's size, the newest change in the newest set (is its
@@ -128,7 +135,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		return nil, err
 	}
 	if j.SuccessFrom == SuccessFromContents {
-		quiet := settleContentSets(cands, sizes, sets[len(sets)-1].path, now, time.Duration(j.RunningTimeout))
+		quiet := settleContentSets(cands, sizes, newestPath, now, time.Duration(j.RunningTimeout))
 		if quiet != detail { // the set thought newest successful is still being written
 			detail = quiet
 			if sizes, total, err = measureSets(paths, detail); err != nil {
@@ -145,7 +152,7 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 			continue // vanished during the scan
 		}
 		last := &c.runs[len(c.runs)-1]
-		if c.set.path == sets[len(sets)-1].path {
+		if c.set.path == newestPath {
 			// The newest set's last run may still be writing.
 			settleLastRun(last, sizes[i].Newest, now, time.Duration(j.RunningTimeout))
 		} else {
