@@ -164,13 +164,9 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		// The same for files: virsh dumpxml writes a VM's XML while the
 		// set is being filled.
 		if last.Finished {
-			for p, e := range sizes[i].UnreadableDirs {
-				u.add(p, errors.New(e))
-			}
+			u.addAll(sizes[i].UnreadableDirs)
 			if c.unreadable != nil {
-				for p, e := range c.unreadable.snapshot() {
-					u.add(p, errors.New(e))
-				}
+				u.addAll(c.unreadable.snapshot())
 			}
 		}
 		if k := c.lastSuccess(); k >= 0 && i == detail {

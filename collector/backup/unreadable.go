@@ -43,18 +43,14 @@ func (u *unreadablePaths) note(err error) bool {
 	default:
 		return false
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.paths == nil {
-		u.paths = map[string]string{}
-	}
-	u.paths[path] = err.Error()
+	u.addAll(map[string]string{path: err.Error()})
 	return true
 }
 
-// add records path as unreadable with err.
-func (u *unreadablePaths) add(path string, err error) {
-	if u == nil || errors.Is(err, fs.ErrNotExist) {
+// addAll records paths found unreadable elsewhere (a tree walk, a set's
+// own collection), path to error.
+func (u *unreadablePaths) addAll(paths map[string]string) {
+	if u == nil || len(paths) == 0 {
 		return
 	}
 	u.mu.Lock()
@@ -62,7 +58,7 @@ func (u *unreadablePaths) add(path string, err error) {
 	if u.paths == nil {
 		u.paths = map[string]string{}
 	}
-	u.paths[path] = err.Error()
+	maps.Copy(u.paths, paths)
 }
 
 // snapshot is the paths collected so far, path to error.
