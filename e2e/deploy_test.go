@@ -144,24 +144,14 @@ wait:
 	}
 }
 
-// unitServiceSettings returns the [Service] settings of a unit file.
+// unitServiceSettings returns the [Service] settings of a unit file, each
+// key's assignments joined by spaces (testenv.UnitAssignments keeps them
+// apart, in order).
 func unitServiceSettings(t *testing.T, path string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	settings := map[string]string{}
-	section := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "[") {
-			section = line
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok && section == "[Service]" && !strings.HasPrefix(line, "#") {
-			settings[k] = strings.TrimSpace(settings[k] + " " + v)
-		}
+	for k, assignments := range testenv.UnitAssignments(t, path) {
+		settings[k] = strings.TrimSpace(strings.Join(assignments, " "))
 	}
 	return settings
 }
