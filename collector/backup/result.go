@@ -22,6 +22,25 @@ type run struct {
 	HasTransfer      bool
 	TransferredBytes float64
 	TransferredFiles float64
+
+	// Reason says, in an operator's words, why a finished run is not a
+	// success ("killed at step 2 of 5", "rclone reported 3 ERROR lines",
+	// "no end line; the next run started"). It is what /backups,
+	// --backup.explain, the failed-run log line and BackupFailed's
+	// description show, so a killed run with no error lines is still
+	// explained. Empty for a success and for a run still going.
+	Reason string
+	// StartRef and EndRef are the evidence of a run read from a log: the
+	// file, line number and text of its first and last lines. Zero for
+	// runs that are not read from lines (dated_dir sets, dumps).
+	StartRef, EndRef lineRef
+}
+
+// lineRef points at one line of a log, for quoting it as evidence.
+type lineRef struct {
+	File string
+	Line int // 1-based
+	Text string
 }
 
 // vmBackup is the newest successful backup of one VM in a job.
