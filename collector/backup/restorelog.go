@@ -7,14 +7,16 @@ import (
 // scanRestoreLog reads an appended restore log: a run starts at a line
 // matching start_pattern and succeeded when a success_pattern line follows.
 // The newest run decides the run state; the last success is the end of the
-// newest run that completed, never a later failed run's end.
+// newest run that completed, never a later failed run's end. Restore
+// tests run monthly: when the log and its newest rotation hold no
+// success, the rotations within max_age are read too (scanAppendedLog).
 func scanRestoreLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
-	f, err := openAppendedLog(j.LogFile, u)
-	if err != nil {
-		u.note(err)
-		return nil, err
-	}
-	defer f.Close()
+	return scanAppendedLog(j, now, u, func(f *appendedLog) (*jobData, error) {
+		return parseRestoreLog(j, f, now, loc)
+	})
+}
+
+func parseRestoreLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*jobData, error) {
 	log, err := readStepRuns(f, j.LogFile, j, loc)
 	if err != nil {
 		return nil, err
