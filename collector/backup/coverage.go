@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // maxDomainXML bounds how much of a vm_xml file is read.
@@ -42,7 +44,15 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 			if !ok || vm == "" {
 				continue
 			}
-			if _, done := d.VMs[vm]; done {
+			if prev, done := d.VMs[vm]; done {
+				// An older copy counts for offsite only: keep its time
+				// when a sync job copies this one.
+				if j.copied && success {
+					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && missing == 0 {
+						prev.Copies = append(prev.Copies, s.runs[s.lastSuccess()].End)
+						d.VMs[vm] = prev
+					}
+				}
 				continue
 			}
 			size, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
@@ -61,7 +71,8 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				d.MissingDisks[vm] = missing
 			}
 			if missing == 0 {
-				d.VMs[vm] = vmBackup{Time: s.runs[s.lastSuccess()].End, HasSize: true, SizeBytes: size}
+				end := s.runs[s.lastSuccess()].End
+				d.VMs[vm] = vmBackup{Time: end, HasSize: true, SizeBytes: size, Copies: []time.Time{end}}
 			}
 		}
 	}
@@ -70,6 +81,10 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 	}
 	for k := len(successes) - 1; k >= 0; k-- {
 		visit(successes[k], true)
+	}
+	for vm, v := range d.VMs { // visited newest first
+		slices.SortFunc(v.Copies, time.Time.Compare)
+		d.VMs[vm] = v
 	}
 }
 
