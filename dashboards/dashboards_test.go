@@ -267,9 +267,10 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	dir := testenv.SharedTempDir(t)
 	for _, night := range []time.Time{time.Now().Add(-25 * time.Hour), time.Now().Add(-time.Hour)} {
 		set := filepath.Join(dir, "kvm", night.Format("2006-01-02"))
-		for _, vm := range []string{"web1", "db1"} {
-			writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name></domain>\n")
-		}
+		writeFile(t, filepath.Join(set, "vm_xml", "web1.xml"), "<domain><name>web1</name></domain>\n")
+		// db1's disk has no copy in the set: VM protection names it.
+		writeFile(t, filepath.Join(set, "vm_xml", "db1.xml"), "<domain><name>db1</name><devices><disk type='file' device='disk'>"+
+			"<source file='/var/lib/libvirt/images/db1.img'/><target dev='vda'/></disk></devices></domain>\n")
 		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("x", 4096))
 		at := night.Format("2006-01-02 15:04:05")
 		writeFile(t, filepath.Join(set, "backup.log"), at+" - === KVM ホストバックアップ開始 ===\n"+at+" - [5/5] バックアップ完了しました\n")

@@ -93,6 +93,14 @@ func Protection() *dashboard.DashboardBuilder {
 			},
 		},
 		{
+			kind: tablePanel, title: "Disks missing from the newest copy", unit: "none", width: 24, height: 6,
+			description: "Which disks of each VM (by target, e.g. vdb, else by source) the newest successful set holding the VM's definition cannot restore: a block device (LVM), a network disk (iSCSI, RBD), a file outside images_source, a copy missing, or an overlay without its backing file (dated_dir). A VM with such a disk has no complete local copy from that set (VMNotBackedUp).",
+			queries:     []query{{expr: `vmhost_backup_vm_missing_disk_info{` + sel + `}`, instant: true}},
+			overrides: map[string][]dashboard.DynamicConfigValue{
+				"Value": append(column("missing", okMappings("yes", "no")), dashboard.DynamicConfigValue{Id: "custom.hidden", Value: true}),
+			},
+		},
+		{
 			kind: tablePanel, title: "Fleet: VMs at risk per host", unit: "none", width: 24, height: 8,
 			description: "Per host: the VMs defined, and how many of them have no complete local copy within their job's max_age (or none at all), a copy that has waited longer than its sync job's max_age to go offsite, a snapshot older than the threshold. Restore test: the host's newest successful restore test over its max_age (red at 100 %, empty: never).",
 			queries: []query{

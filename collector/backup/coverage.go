@@ -30,6 +30,7 @@ const maxDomainXML = 4 << 20
 // is the unreadable one.
 func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
+	d.MissingDiskNames = map[string][]string{}
 	d.UnreadableVMs = map[string]bool{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
 	visit := func(s setRuns, success bool) {
@@ -48,7 +49,7 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				// An older copy counts for offsite only: keep its time
 				// when a sync job copies this one.
 				if j.copied && success {
-					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && missing == 0 {
+					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && len(missing) == 0 {
 						prev.Copies = append(prev.Copies, s.runs[s.lastSuccess()].End)
 						d.VMs[vm] = prev
 					}
@@ -68,9 +69,12 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				continue
 			}
 			if _, counted := d.MissingDisks[vm]; !counted {
-				d.MissingDisks[vm] = missing
+				d.MissingDisks[vm] = len(missing)
+				if len(missing) > 0 {
+					d.MissingDiskNames[vm] = missing
+				}
 			}
-			if missing == 0 {
+			if len(missing) == 0 {
 				end := s.runs[s.lastSuccess()].End
 				d.VMs[vm] = vmBackup{Time: end, HasSize: true, SizeBytes: size, Copies: []time.Time{end}}
 			}
@@ -93,7 +97,21 @@ type domainDisks struct {
 	Disks []struct {
 		diskSource
 		Device string `xml:"device,attr"`
+		Target struct {
+			Dev string `xml:"dev,attr"`
+		} `xml:"target"`
 	} `xml:"devices>disk"`
+}
+
+// name is how the operator knows a disk: its target (vda), else where it
+// lives.
+func (d diskSource) nameOr(target string) string {
+	for _, n := range []string{target, d.Source.File, d.Source.Dev, d.Source.Name, d.Source.Volume} {
+		if n != "" {
+			return n
+		}
+	}
+	return "?"
 }
 
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
@@ -103,16 +121,16 @@ type domainDisks struct {
 // be restored from the set: a block device (LVM), a network disk (iSCSI,
 // RBD), a file outside imagesSource, a copy missing, or an overlay whose
 // backing file is one of those.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing int, err error) {
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []string, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
-		return 0, 0, err
+		return 0, nil, err
 	}
 	defer f.Close()
 	var dom domainDisks
 	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, 0, fmt.Errorf("reading %s: %w", xmlPath, err)
+		return 0, nil, fmt.Errorf("reading %s: %w", xmlPath, err)
 	}
 	for _, disk := range dom.Disks {
 		if disk.Device != "" && disk.Device != "disk" {
@@ -121,7 +139,7 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
-			missing++
+			missing = append(missing, disk.nameOr(disk.Target.Dev))
 		}
 	}
 	return size, missing, nil

@@ -70,6 +70,8 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
+	// MissingDiskNames names those disks (target, else source), by domain.
+	MissingDiskNames map[string][]string
 	// UnreadableVMs are the VMs whose newest definition in the job's sets
 	// could not be read (dated_dir): they cannot be judged.
 	UnreadableVMs map[string]bool
