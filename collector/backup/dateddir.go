@@ -218,7 +218,7 @@ func setComplete(setPath string, j Job, u *unreadablePaths) bool {
 			continue
 		}
 		_, missing, err := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource, u)
-		if err != nil || missing > 0 {
+		if err != nil || len(missing) > 0 {
 			return false
 		}
 		vms++

@@ -52,6 +52,12 @@ type vmBackup struct {
 	// backups (vzdump), what BackupSizeDropped compares the newest with.
 	HasPrevSize bool
 	PrevSize    int64
+	// Copies are the end times of every successful backup of the VM the
+	// job still holds, oldest first, the newest being Time: what a sync
+	// job copying this one (copies:) may have taken offsite. Filled for
+	// vzdump always and for dated_dir only when a job copies it (older
+	// sets cost a read of the VM's XML each).
+	Copies []time.Time
 }
 
 // jobData is what one scan found out about a job.
@@ -64,6 +70,8 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
+	// MissingDiskNames names those disks (target, else source), by domain.
+	MissingDiskNames map[string][]string
 	// UnreadableVMs are the VMs whose newest definition in the job's sets
 	// could not be read (dated_dir): they cannot be judged.
 	UnreadableVMs map[string]bool
