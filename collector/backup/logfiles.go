@@ -105,7 +105,12 @@ func openLog(path string) (boundedFile, os.FileInfo, error) {
 // end in the other.
 type appendedLog struct {
 	io.Reader
-	closers []io.Closer
+	// Parts are the same files one by one with their names, for parsers
+	// that quote lines as evidence: read either Reader or Parts.
+	Parts []logPart
+	// rotatedName is the rotated file's path, set by openRotation.
+	rotatedName string
+	closers     []io.Closer
 	// LastChange is when the log (or, while the log is still empty after
 	// a rotation, its rotated file) was last written: a run without an end
 	// line is still running while this is recent.
@@ -133,12 +138,14 @@ func openAppendedLog(path string, u *unreadablePaths) (*appendedLog, error) {
 	}
 	if rotated != nil {
 		parts = append(parts, rotated, strings.NewReader("\n"))
+		out.Parts = append(out.Parts, logPart{Name: out.rotatedName, R: rotated})
 	}
 	cur, info, err := openLog(path)
 	switch {
 	case err == nil:
 		out.closers = append(out.closers, cur)
 		parts = append(parts, cur)
+		out.Parts = append(out.Parts, logPart{Name: path, R: cur})
 		out.LastChange = info.ModTime()
 		if info.Size() == 0 && rotated != nil {
 			out.LastChange = rotatedChange
@@ -165,6 +172,7 @@ func openRotation(path string, into *appendedLog) (time.Time, io.Reader, error) 
 		return time.Time{}, nil, nil
 	}
 	newest := rotated[0]
+	into.rotatedName = newest.path
 	if !newest.gz {
 		f, info, err := openLog(newest.path)
 		if err != nil {
