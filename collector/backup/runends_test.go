@@ -379,3 +379,47 @@ func TestErrorPatternDocumented(t *testing.T) {
 		t.Errorf("README.md does not state the default error_pattern %s", defaultErrorPattern)
 	}
 }
+
+// TestRunEvidenceAcrossARotation: the evidence of a run names the file its
+// lines are in. A restore test killed by a reboot, logrotate the next
+// morning (compress), then the next restore test: the killed run is in
+// kvm_restore.log.1.gz, lines 1 to 3, and ended when the next one
+// started, whose start is line 1 of kvm_restore.log.
+func TestRunEvidenceAcrossARotation(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-28"), script)
+	restore, renv, restoreLog, _ := restoreScript(t, env, filepath.Join(base, "2025-05-28"))
+	killGroup(startHanging(t, renv, restore, restoreLog, "[2/4]"))
+	killedAt := lineTimes(t, restoreLog, "[2/4]")[0]
+	logrotateNow(t, restoreLog, "compress")
+	waitNextSecond(killedAt)
+	runCmd(t, renv, restore)
+	next := lineTimes(t, restoreLog, "開始")[0]
+
+	j := withDefaults(Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog})
+	var u unreadablePaths
+	f, err := openAppendedLog(restoreLog, &u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	log, err := readStepRuns(f.Parts, j, time.Local, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(log.Runs))
+	}
+	killed, good := log.Runs[0], log.Runs[1]
+	rotated := restoreLog + ".1.gz"
+	if killed.StartRef.File != rotated || killed.StartRef.Line != 1 || killed.EndRef.File != rotated || killed.EndRef.Line != 3 ||
+		!strings.HasPrefix(killed.EndRef.Text, stamp(killedAt)+" - [2/4]") {
+		t.Errorf("the killed run's lines: %+v to %+v, want lines 1 to 3 of %s", killed.StartRef, killed.EndRef, rotated)
+	}
+	if w := "no end line; the next run started at " + stamp(next); killed.Reason != w || killed.Success {
+		t.Errorf("the killed run: success %v, reason %q, want a failure: %q", killed.Success, killed.Reason, w)
+	}
+	if good.StartRef.File != restoreLog || good.StartRef.Line != 1 || !good.Success || good.Reason != "" || !strings.Contains(good.EndRef.Text, "復元完了") {
+		t.Errorf("the next restore test: success %v, reason %q, lines %+v to %+v", good.Success, good.Reason, good.StartRef, good.EndRef)
+	}
+}
