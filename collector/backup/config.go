@@ -41,7 +41,6 @@ const (
 	defaultImagesSource   = "/var/lib/libvirt/images"
 	defaultSetPattern     = `^\d{4}-\d{2}-\d{2}$`
 	defaultStepSuccess    = `\[(\d+)/(\d+)\]`
-	defaultErrorPattern   = `(?i)\berror\b|エラー|失敗`
 	defaultRcloneEnd      = `^Backup completed at`
 	defaultRestoreStart   = `(?i)^===.*(開始|start)`
 	defaultRestoreSuccess = `(?i)復元完了|restore completed`
@@ -50,6 +49,25 @@ const (
 	// a longer wait would eat the slack of a nightly job's max_age (26h).
 	defaultFileGlobRunningTimeout = 15 * time.Minute
 )
+
+// defaultErrorPattern is what error_pattern defaults to: the lines, step
+// messages or the output of the script's commands appended to its log,
+// that fail a run of dated_dir and restore_log. The operator's scripts have
+// no `set -e`: after a failed rsync or cp they log their final step anyway.
+//   - "error" as a word: `rsync error: ... (code 23)`, virsh's `error: ...`,
+//     `Input/output error`, and the scripts' own messages;
+//   - エラー, 失敗: the same in the operator's Japanese messages;
+//   - a tool's own prefix, as GNU tools and rsync print their failures:
+//     `cp: cannot stat ...`, `rsync: [sender] change_dir ... failed`,
+//     `mkdir: cannot create directory ...`, `tee: ...`, `virsh: ...`;
+//   - failures any tool or bash reports: `No space left on device`,
+//     `Permission denied`, `Read-only file system`, `command not found`.
+//
+// Not `rsync warning: ... (code 24)` (files that vanished during the copy).
+// A step line is matched by its message, so `^` is the message's start.
+const defaultErrorPattern = `(?i)\berror\b|エラー|失敗` +
+	`|^(cp|mv|rm|ln|mkdir|rsync|tee|tar|gzip|virsh): ` +
+	`|no space left on device|permission denied|read-only file system|command not found`
 
 // Config is the content of --backup.config-file.
 type Config struct {

@@ -116,7 +116,9 @@ type appendedLog struct {
 	LastChange time.Time
 }
 
-// logPart is one file of an appended log.
+// logPart is one file of an appended log: each keeps its own name and
+// line numbers for the evidence a run quotes (run.StartRef, EndRef,
+// FirstError).
 type logPart struct {
 	Name string
 	R    io.Reader

@@ -17,7 +17,11 @@ func scanRestoreLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths
 }
 
 func parseRestoreLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*jobData, error) {
-	log, err := readStepRuns(f, j.LogFile, j, loc)
+	// The log is all a restore leaves: a silence longer than
+	// running_timeout ends a run, as it does for the last run
+	// (settleLastRun), so that the next test is judged alone even when its
+	// start line was lost.
+	log, err := readStepRuns(f.Parts, j, loc, time.Duration(j.RunningTimeout))
 	if err != nil {
 		return nil, err
 	}

@@ -32,8 +32,11 @@ type run struct {
 	Reason string
 	// StartRef and EndRef are the evidence of a run read from a log: the
 	// file, line number and text of its first and last lines. Zero for
-	// runs that are not read from lines (dated_dir sets, dumps).
+	// runs that are not read from lines (sets judged by their contents,
+	// dumps).
 	StartRef, EndRef lineRef
+	// FirstError is the first of the run's Errors lines, quoted in Reason.
+	FirstError lineRef
 }
 
 // lineRef points at one line of a log, for quoting it as evidence.
