@@ -79,10 +79,10 @@ func (d *poolDescriptors) emit(ch chan<- prometheus.Metric, pools []*poolResult)
 
 // poolResult is one pool as a scrape saw it.
 type poolResult struct {
-	name     string
-	timedOut bool
-	hasInfo  bool
-	state    uint8
+	name                            string
+	timedOut                        bool
+	hasInfo                         bool
+	state                           uint8
 	capacity, allocation, available uint64
 	// target is the pool's target path, hasTarget whether its XML was
 	// read: without it the disks in the pool are not known.
