@@ -45,6 +45,12 @@ type domainMeta struct {
 
 type diskMeta struct {
 	SourceFile string
+	// Device is the disk's device attribute (disk, cdrom, floppy, lun);
+	// Pool and Volume its <source pool= volume=> when it is a volume of a
+	// storage pool (type='volume').
+	Device string
+	Pool   string
+	Volume string
 }
 
 type interfaceMeta struct {
@@ -77,10 +83,13 @@ type xmlDomain struct {
 	} `xml:"metadata"`
 	Devices struct {
 		Disks []struct {
+			Device string `xml:"device,attr"`
 			Source struct {
-				File string `xml:"file,attr"`
-				Dev  string `xml:"dev,attr"`
-				Name string `xml:"name,attr"`
+				File   string `xml:"file,attr"`
+				Dev    string `xml:"dev,attr"`
+				Name   string `xml:"name,attr"`
+				Pool   string `xml:"pool,attr"`
+				Volume string `xml:"volume,attr"`
 			} `xml:"source"`
 			Target struct {
 				Dev string `xml:"dev,attr"`
@@ -145,7 +154,7 @@ func parseDomainXML(doc string) (domainMeta, error) {
 		if src == "" {
 			src = disk.Source.Name
 		}
-		m.Disks[disk.Target.Dev] = diskMeta{SourceFile: src}
+		m.Disks[disk.Target.Dev] = diskMeta{SourceFile: src, Device: disk.Device, Pool: disk.Source.Pool, Volume: disk.Source.Volume}
 	}
 	for _, iface := range d.Devices.Interfaces {
 		bridge := iface.Source.Bridge

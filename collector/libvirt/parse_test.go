@@ -25,8 +25,8 @@ func TestParseDomainXML(t *testing.T) {
 				Name: "db-prod-1", UUID: "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b44", Role: "db",
 				VCPUs: 4, MaxMemoryKiB: 16777216, CurMemoryKiB: 8388608,
 				Disks: map[string]diskMeta{
-					"vda": {SourceFile: "/var/lib/libvirt/images/db-prod-1.qcow2"},
-					"vdb": {SourceFile: "/dev/vg0/db-prod-1-data"},
+					"vda": {SourceFile: "/var/lib/libvirt/images/db-prod-1.qcow2", Device: "disk"},
+					"vdb": {SourceFile: "/dev/vg0/db-prod-1-data", Device: "disk"},
 				},
 				Interfaces: map[string]interfaceMeta{
 					"vnet3": {SourceBridge: "br0", MACAddress: "52:54:00:AB:CD:EF"},

@@ -7,7 +7,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// LibvirtComplete reports whether a scrape has libvirt_up 1, all four
+// libvirtParts are the scrape parts of the libvirt collector; pools came
+// with issue 28.
+const libvirtParts = 5
+
+// LibvirtComplete reports whether a scrape has libvirt_up 1, all five
 // scrape parts and every domain successful and, when want is not nil,
 // exactly the domains of want (LibvirtDomains order); otherwise it says
 // what is missing.
@@ -17,8 +21,8 @@ func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, stri
 		why = append(why, fmt.Sprintf("libvirt_up %v", v))
 	}
 	parts := mf["libvirt_scrape_part_success"].GetMetric()
-	if len(parts) != 4 {
-		why = append(why, fmt.Sprintf("%d scrape parts, want 4", len(parts)))
+	if len(parts) != libvirtParts {
+		why = append(why, fmt.Sprintf("%d scrape parts, want %d", len(parts), libvirtParts))
 	}
 	for _, m := range parts {
 		if m.GetGauge().GetValue() != 1 {
