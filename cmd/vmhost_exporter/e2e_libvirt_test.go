@@ -92,7 +92,11 @@ func TestEndToEndGolden(t *testing.T) {
 		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("w", 4096), day)
 		writeFile(t, filepath.Join(set, "backup.log"), night+" 02:00:00 - === KVM ホストバックアップ開始 ===\n"+night+" 02:10:00 - [5/5] バックアップ完了しました\n", day)
 	}
-	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), "2025/05/26 03:00:00 INFO  : web1.img: Copied (new)\nBackup completed at 2025-05-26 03:00:05\n", day)
+	// rclone's final statistics at --log-level=INFO, as 1.60 prints them:
+	// without them the run is no success (issue 24 item 1).
+	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), "2025/05/26 03:00:00 INFO  : web1.img: Copied (new)\n"+
+		"2025/05/26 03:00:01 INFO  : \nTransferred:   \t    4 KiB / 4 KiB, 100%, 0 B/s, ETA -\nTransferred:            1 / 1, 100%\nElapsed time:         1.0s\n\n"+
+		"Backup completed at 2025-05-26 03:00:05\n", day)
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n"+
