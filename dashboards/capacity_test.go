@@ -1,8 +1,11 @@
 package dashboards
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -99,27 +102,10 @@ func constructedFleet(now time.Time) []fleetHost {
 	return hosts
 }
 
-// writeHourlySummaries writes, as one TSDB block, what the hourly groups
-// (interval: 1h) would have recorded for the fleet over the last 7 days:
-// 168 hourly points a series, the newest a minute ago, so that all 168 lie
-// in the 7-day window for the next 59 minutes.
-func writeHourlySummaries(t *testing.T, dir string, fleet []fleetHost, newest time.Time) {
-	t.Helper()
-	t.Setenv("TMPDIR", t.TempDir()) // BlockWriter's head chunks
-	w, err := tsdb.NewBlockWriter(slog.New(slog.DiscardHandler), dir, int64(8*24*time.Hour/time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := w.Appender(context.Background())
-	refs := map[string]storage.SeriesRef{}
-	add := func(ts time.Time, v float64, ls ...string) {
-		l := labels.FromStrings(ls...)
-		ref, err := app.Append(refs[l.String()], l, ts.UnixMilli(), v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs[l.String()] = ref
-	}
+// hourlySummaries calls add for what the hourly groups (interval: 1h)
+// would have recorded for the fleet over the last 7 days, in time order:
+// 168 hourly points a series, the newest at newest.
+func hourlySummaries(fleet []fleetHost, newest time.Time, add func(ts time.Time, v float64, ls labels.Labels)) {
 	for k := 167; k >= 0; k-- {
 		ts := newest.Add(-time.Duration(k) * time.Hour)
 		for _, h := range fleet {
@@ -131,20 +117,40 @@ func writeHourlySummaries(t *testing.T, dir string, fleet []fleetHost, newest ti
 				hours, cpu = "busy", h.cpuBusy
 			}
 			host := []string{"instance", h.instance, "job", "vmhost", "cluster", h.cluster}
-			add(ts, cpu, append([]string{"__name__", "instance:node_cpu_utilisation_" + hours + ":avg_1h"}, host...)...)
+			add(ts, cpu, labels.FromStrings(append([]string{"__name__", "instance:node_cpu_utilisation_" + hours + ":avg_1h"}, host...)...))
 			for _, vm := range h.vms {
 				cores := vm.coresQuiet
 				if busy {
 					cores = vm.coresBusy
 				}
 				domain := append([]string{"domain", vm.domain}, host...)
-				add(ts, 1, append([]string{"__name__", "domain:libvirt_vm_running:avg_1h"}, domain...)...)
-				add(ts, cores, append([]string{"__name__", "domain:libvirt_vm_cpu_cores_used:p95_1h"}, domain...)...)
-				add(ts, vm.memoryUsed, append([]string{"__name__", "domain:libvirt_vm_memory_used:max_1h"}, domain...)...)
-				add(ts, cores/float64(vm.vcpus), append([]string{"__name__", "domain:libvirt_vm_cpu_utilisation_" + hours + ":avg_1h"}, domain...)...)
+				add(ts, 1, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_running:avg_1h"}, domain...)...))
+				add(ts, cores, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_cpu_cores_used:p95_1h"}, domain...)...))
+				add(ts, vm.memoryUsed, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_memory_used:max_1h"}, domain...)...))
+				add(ts, cores/float64(vm.vcpus), labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_cpu_utilisation_" + hours + ":avg_1h"}, domain...)...))
 			}
 		}
 	}
+}
+
+// writeHourlySummaries writes the hourly summaries as one TSDB block, for
+// Prometheus.
+func writeHourlySummaries(t *testing.T, dir string, fleet []fleetHost, newest time.Time) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir()) // BlockWriter's head chunks
+	w, err := tsdb.NewBlockWriter(slog.New(slog.DiscardHandler), dir, int64(8*24*time.Hour/time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := w.Appender(context.Background())
+	refs := map[string]storage.SeriesRef{}
+	hourlySummaries(fleet, newest, func(ts time.Time, v float64, l labels.Labels) {
+		ref, err := app.Append(refs[l.String()], l, ts.UnixMilli(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[l.String()] = ref
+	})
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +159,44 @@ func writeHourlySummaries(t *testing.T, dir string, fleet []fleetHost, newest ti
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// importHourlySummaries sends the hourly summaries to VictoriaMetrics'
+// /api/v1/import, a JSON line per series.
+func importHourlySummaries(t *testing.T, url string, fleet []fleetHost, newest time.Time) {
+	t.Helper()
+	type line struct {
+		Metric     map[string]string `json:"metric"`
+		Values     []float64         `json:"values"`
+		Timestamps []int64           `json:"timestamps"`
+	}
+	lines := map[string]*line{}
+	var order []string
+	hourlySummaries(fleet, newest, func(ts time.Time, v float64, l labels.Labels) {
+		k := l.String()
+		if lines[k] == nil {
+			lines[k] = &line{Metric: l.Map()}
+			order = append(order, k)
+		}
+		lines[k].Values = append(lines[k].Values, v)
+		lines[k].Timestamps = append(lines[k].Timestamps, ts.UnixMilli())
+	})
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for _, k := range order {
+		if err := enc.Encode(lines[k]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Post(url+"/api/v1/import", "application/json", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("importing into VictoriaMetrics: %s: %s", resp.Status, msg)
 	}
 }
 
@@ -330,30 +374,27 @@ func rulesWithoutHourlyGroups(t *testing.T) string {
 
 // TestCapacityPanelsShowTheConstructedFleet: on a fleet built so that every
 // answer is known (constructedFleet), 7 days of its hourly summaries
-// backfilled as a TSDB block and its current state scraped, Prometheus
-// evaluates the shipped rules and each query of the Capacity dashboard, as
-// committed, returns exactly the constructed numbers: hosts present,
-// needed and surplus per group, the resource that decides, what the VMs
-// give back and which 20 VMs to shrink first, each host's room, and the
-// day/night profile of hosts and VMs.
+// backfilled and its current state scraped, each query of the Capacity
+// dashboard, as committed, returns exactly the constructed numbers: hosts
+// present, needed and surplus per group, the resource that decides, what
+// the VMs give back and which 20 VMs to shrink first, each host's room,
+// and the day/night profile of hosts and VMs. On Prometheus (the history
+// as a TSDB block) and on VictoriaMetrics with vmalert (the history
+// through the import API, the state scraped by vmagent), the shipped
+// rules evaluated by each.
 func TestCapacityPanelsShowTheConstructedFleet(t *testing.T) {
 	now := time.Now()
+	newest := now.Add(-time.Minute)
 	fleet := constructedFleet(now)
-	tsdbDir := t.TempDir()
-	writeHourlySummaries(t, tsdbDir, fleet, now.Add(-time.Minute))
 	target := httptest.NewServer(fleetNow(fleet))
 	t.Cleanup(target.Close)
-	prom := testenv.StartPrometheusOn(t, tsdbDir, `global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-  - `+rulesWithoutHourlyGroups(t)+`/*.yml
-scrape_configs:
+	scrapeConfigs := `scrape_configs:
   - job_name: fleet
     honor_labels: true
     static_configs:
-      - targets: ['`+strings.TrimPrefix(target.URL, "http://")+`']
-`)
+      - targets: ['` + strings.TrimPrefix(target.URL, "http://") + `']
+`
+	rules := rulesWithoutHourlyGroups(t)
 
 	var d jsonDashboard
 	for file, dash := range loadCommitted(t) {
@@ -388,29 +429,57 @@ scrape_configs:
 	if t.Failed() {
 		return
 	}
-	// The rules chain through several groups: wait until every query
-	// answers as constructed, then report what differs.
-	testenv.Eventually(t, 2*time.Minute, "every Capacity panel showing the constructed fleet", func() (bool, string) {
-		var wrong []string
-		for _, c := range checks {
-			r, err := prom.Query(context.Background(), c.expr)
-			if err != nil {
-				return false, err.Error()
-			}
-			got := map[string]float64{}
-			for _, s := range r.Data.Result {
-				v, err := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
-				if err != nil {
-					return false, err.Error()
+
+	for _, engine := range []struct {
+		name  string
+		start func(t *testing.T) testenv.QueryAPI
+	}{
+		{"Prometheus", func(t *testing.T) testenv.QueryAPI {
+			dir := t.TempDir()
+			writeHourlySummaries(t, dir, fleet, newest)
+			return testenv.StartPrometheusOn(t, dir, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - "+rules+"/*.yml\n"+scrapeConfigs).QueryAPI
+		}},
+		{"VictoriaMetrics", func(t *testing.T) testenv.QueryAPI {
+			vm := testenv.StartVictoriaMetricsStorage(t, filepath.Join(t.TempDir(), "data"), "-retentionPeriod=31d", "-search.disableCache")
+			importHourlySummaries(t, vm.URL, fleet, newest)
+			testenv.StartVMAgent(t, vm.URL, "global:\n  scrape_interval: 1s\n"+scrapeConfigs)
+			testenv.StartVMAlert(t, vm.URL, rules+"/*.yml", time.Second, "-remoteWrite.flushInterval=1s")
+			return vm
+		}},
+	} {
+		t.Run(engine.name, func(t *testing.T) {
+			api := engine.start(t)
+			// The rules chain through several groups: wait until every
+			// query answers as constructed, then report what differs.
+			testenv.Eventually(t, 2*time.Minute, "every Capacity panel showing the constructed fleet", func() (bool, string) {
+				if engine.name == "VictoriaMetrics" {
+					// Searchable now, not after the storage's next flush.
+					if resp, err := http.Get(api.URL + "/internal/force_flush"); err == nil {
+						resp.Body.Close()
+					}
 				}
-				got[seriesKey(s.Metric)] = v
-			}
-			if diff := compareSeries(got, c.want); diff != "" {
-				wrong = append(wrong, c.where+": "+diff)
-			}
-		}
-		return len(wrong) == 0, strings.Join(wrong, "\n")
-	})
+				var wrong []string
+				for _, c := range checks {
+					r, err := api.Query(context.Background(), c.expr)
+					if err != nil {
+						return false, err.Error()
+					}
+					got := map[string]float64{}
+					for _, s := range r.Data.Result {
+						v, err := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
+						if err != nil {
+							return false, err.Error()
+						}
+						got[seriesKey(s.Metric)] = v
+					}
+					if diff := compareSeries(got, c.want); diff != "" {
+						wrong = append(wrong, c.where+": "+diff)
+					}
+				}
+				return len(wrong) == 0, strings.Join(wrong, "\n")
+			})
+		})
+	}
 }
 
 // compareSeries says how got differs from want, values compared to 1e-9

@@ -112,3 +112,20 @@ func StartVMAlert(t testing.TB, vmURL, rules string, interval time.Duration, ext
 	p.WaitHTTP(t, url+"/health", time.Minute)
 	return url
 }
+
+// StartVMAgent runs vmagent with the given scrape configuration
+// (Prometheus' scrape_configs format), writing into the VictoriaMetrics at
+// vmURL.
+func StartVMAgent(t testing.TB, vmURL, scrapeConfig string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "scrape.yml")
+	if err := os.WriteFile(cfg, []byte(scrapeConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreePort(t)
+	p := Start(t, victoriaMetricsBin(t, "vmagent"), "-promscrape.config="+cfg, "-httpListenAddr="+addr,
+		"-remoteWrite.url="+vmURL+"/api/v1/write", "-remoteWrite.tmpDataPath="+filepath.Join(dir, "vmagent"),
+		"-remoteWrite.flushInterval=1s", "-loggerLevel=WARN")
+	p.WaitHTTP(t, "http://"+addr+"/health", time.Minute)
+}
