@@ -281,7 +281,11 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	// the first night's copies are offsite, the second's wait (VM
 	// protection's offsite column has both kinds).
 	synced := time.Now().Add(-24 * time.Hour)
+	// With rclone's final statistics at --log-level=INFO, which a success
+	// needs (issue 24 item 1).
 	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), synced.Format("2006/01/02 15:04:05")+" INFO  : web1.img: Copied (new)\n"+
+		synced.Format("2006/01/02 15:04:05")+" INFO  : \nTransferred:   \t    4 KiB / 4 KiB, 100%, 0 B/s, ETA -\n"+
+		"Transferred:            1 / 1, 100%\nElapsed time:         1.0s\n\n"+
 		"Backup completed at "+synced.Format("2006-01-02 15:04:05")+"\n")
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+filepath.Join(dir, "kvm")+"\n    max_age: 8d\n"+
