@@ -19,8 +19,10 @@ import (
 // growingDump is a real gzip writing a dump into its final name, fed
 // through a pipe the test keeps open: a long `mysqldump | gzip >
 // db.sql.gz`, or vzdump's compressor filling its .dat, caught in the
-// middle. It ends with the test (the pipe closes, gzip finishes).
-func growingDump(t *testing.T, path string) {
+// middle. finish ends the input, as the dumping program does when done,
+// and waits for gzip to write its trailer and exit; else gzip ends with
+// the test.
+func growingDump(t *testing.T, path string) (finish func()) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -28,7 +30,7 @@ func growingDump(t *testing.T, path string) {
 	}
 	cmd := exec.Command("sh", "-c", `exec gzip -1 > "$0"`, path)
 	cmd.Stdin = r
-	testenv.StartCommand(t, cmd)
+	p := testenv.StartCommand(t, cmd)
 	r.Close()
 	t.Cleanup(func() { w.Close() })
 	// Random data does not compress: gzip writes what it is fed, once it
@@ -45,6 +47,18 @@ func growingDump(t *testing.T, path string) {
 		}
 		return info.Size() >= 64<<10, fmt.Sprintf("%d bytes", info.Size())
 	})
+	return func() {
+		t.Helper()
+		w.Close()
+		select {
+		case <-p.Exited():
+		case <-time.After(20 * time.Second):
+			t.Fatal("gzip did not finish the dump")
+		}
+		if !cmd.ProcessState.Success() {
+			t.Fatalf("gzip: %v: %s", cmd.ProcessState, p.Output())
+		}
+	}
 }
 
 // finishedDump writes a finished 2 MiB dump with gzip and dates it: a
@@ -96,7 +110,9 @@ func defineDomain(t *testing.T, l *testenv.Libvirtd, name, disks string) {
 //     never whole in a set; an overlay whose base is inside is. Then the
 //     day: one VM is undefined, one renamed (virsh domrename), one created.
 //   - mysql, pve (item 4): three nights of gzip dumps, and tonight's dump
-//     being written by gzip into its final name; a vzdump directory whose
+//     being written by gzip into its final name (running, the last
+//     success and sizes last night's), then finished and quiet for
+//     running_timeout (the newest success); a vzdump directory whose
 //     tonight's .vma.dat gzip is filling.
 //   - new (item 6): a success_from: contents job on a fresh, empty path.
 //   - moved (item 9): the operator points a job at another path and sends
@@ -175,7 +191,8 @@ func TestBackupTruthAsTheService(t *testing.T) {
 		sizes = append(sizes, finishedDump(t, filepath.Join(mysql, fmt.Sprintf("db-%d.sql.gz", i)), mt))
 		nights = append(nights, mt)
 	}
-	growingDump(t, filepath.Join(mysql, "db-0.sql.gz"))
+	tonightsDump := filepath.Join(mysql, "db-0.sql.gz")
+	finishDump := growingDump(t, tonightsDump)
 
 	// vzdump: two archives of guest 100, tonight's .vma.dat being filled.
 	pve := filepath.Join(root, "pve")
@@ -212,16 +229,16 @@ func TestBackupTruthAsTheService(t *testing.T) {
 	newSize := finishedDump(t, filepath.Join(newPath, "db.sql.gz"), newTime)
 
 	cfg := filepath.Join(root, "backup.yml")
-	config := func(moved string) string {
+	config := func(moved, mysqlQuiet string) string {
 		return fmt.Sprintf(`jobs:
   - {name: kvm, type: dated_dir, path: %s, images_source: %s, max_age: 26h}
-  - {name: mysql, type: file_glob, glob: '%s/*.sql.gz', max_age: 26h}
+  - {name: mysql, type: file_glob, glob: '%s/*.sql.gz', max_age: 26h%s}
   - {name: pve, type: vzdump, path: %s, max_age: 26h}
   - {name: new, type: dated_dir, path: %s, set_pattern: '^kvmhost-(\d{4}-\d{2}-\d{2})$', success_from: contents, max_age: 8d}
   - {name: moved, type: file_glob, glob: '%s/*.sql.gz', max_age: 26h}
-`, kvm, images, mysql, pve, fresh, moved)
+`, kvm, images, mysql, mysqlQuiet, pve, fresh, moved)
 	}
-	writeFile(t, cfg, config(oldPath), time.Time{})
+	writeFile(t, cfg, config(oldPath, ""), time.Time{})
 	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--collector.libvirt",
 		"--libvirt.socket="+l.SockRO, "--libvirt.uri=qemu:///system",
 		"--backup.config-file="+cfg, "--backup.scan-interval=1h")
@@ -317,8 +334,21 @@ func TestBackupTruthAsTheService(t *testing.T) {
 		t.Errorf("the exporter logged an internal error:\n%s", e.Output())
 	}
 
+	// Item 4, the end of the dump: gzip finishes. Quiet for
+	// running_timeout (2s here, 15m by default: the reload that moves the
+	// next job sets it), tonight's dump is the newest success with its
+	// final size, and the previous size the median of the three nights.
+	finishDump()
+	final, err := os.Stat(tonightsDump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the finished dump quiet for 2s", func() (bool, string) {
+		return time.Since(final.ModTime()) > 2500*time.Millisecond, final.ModTime().String()
+	})
+
 	// Item 9: the fix of the path takes effect at once.
-	writeFile(t, cfg, config(newPath), time.Time{})
+	writeFile(t, cfg, config(newPath, ", running_timeout: 2s"), time.Time{})
 	reloaded := time.Now()
 	if err := e.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -329,6 +359,12 @@ func TestBackupTruthAsTheService(t *testing.T) {
 		{"vmhost_backup_scan_success", job("moved"), 1},
 		{"vmhost_backup_sets", job("moved"), 1},
 		{"vmhost_backup_last_success_size_bytes", job("moved"), float64(newSize)},
+		{"vmhost_backup_running", job("mysql"), 0},
+		{"vmhost_backup_sets", job("mysql"), 4},
+		{"vmhost_backup_last_run_success", job("mysql"), 1},
+		{"vmhost_backup_last_success_timestamp_seconds", job("mysql"), float64(final.ModTime().UnixNano()) / 1e9},
+		{"vmhost_backup_last_success_size_bytes", job("mysql"), float64(final.Size())},
+		{"vmhost_backup_previous_success_size_bytes", job("mysql"), float64(max(min(sizes[0], sizes[1]), min(max(sizes[0], sizes[1]), sizes[2])))},
 	})
 	if ts, _ := testenv.Value(mf, "vmhost_backup_scan_timestamp_seconds", job("moved")); ts < float64(reloaded.UnixNano())/1e9 {
 		t.Errorf("moved: scanned at %v, before the reload at %v", ts, reloaded)
