@@ -21,6 +21,7 @@ const (
 	partAutostart = "autostart"
 	partSnapshots = "snapshots"
 	partMetadata  = "metadata"
+	partJobs      = "jobs"
 )
 
 type partResult struct {
@@ -35,8 +36,12 @@ type domainResult struct {
 	stats     domainStats
 	meta      *domainMeta
 	autostart *bool
-	snapshots []int64 // creation times; nil when unknown
-	errs      []string
+	snapshots []int64  // creation times; nil when unknown
+	job       *jobInfo // nil when not asked or not answered
+	// timedOut: a call for this domain was given up this scrape, or
+	// libvirt could not ask its QEMU (libvirt_domain_timed_out).
+	timedOut bool
+	errs     []string
 }
 
 type gatherResult struct {
@@ -121,6 +126,10 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	if autostart == nil {
 		askListings()
 	}
+	// Job info is asked once the stats have shown which guests answer;
+	// its calls run while the snapshots and XML are read.
+	jobDeadline := start.Add(c.cfg.Timeout * 3 / 4)
+	jobs := c.startJobInfo(s, jobsWanted(domains), jobDeadline)
 
 	// A listing's part takes the listing's own time, wherever it
 	// overlapped the stats calls.
@@ -145,6 +154,12 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	res.parts[partMetadata] = partResult{ok: err == nil, duration: time.Since(t)}
 	if err != nil {
 		c.logger.Warn("Cannot fetch all domain XML", "err", err)
+	}
+
+	took, err := jobs.finish(jobDeadline)
+	res.parts[partJobs] = partResult{ok: err == nil, duration: took}
+	if err != nil {
+		c.logger.Warn("Cannot read the job info of all running domains", "err", err)
 	}
 	c.pruneCaches(byUUID)
 	return res, nil
