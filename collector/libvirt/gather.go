@@ -127,8 +127,11 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 		askListings()
 	}
 	// Job info is asked once the stats have shown which guests answer;
-	// its calls run while the snapshots and XML are read.
-	jobDeadline := start.Add(c.cfg.Timeout * 3 / 4)
+	// its calls run while the snapshots and XML are read. The stats may
+	// take until three quarters of the timeout (a hung guest's list given
+	// up, its guests asked one by one): the job calls, which wait on no
+	// guest that answered, get until seven eighths.
+	jobDeadline := start.Add(c.cfg.Timeout * 7 / 8)
 	jobs := c.startJobInfo(s, jobsWanted(domains), jobDeadline)
 
 	// A listing's part takes the listing's own time, wherever it

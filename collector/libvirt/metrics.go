@@ -130,7 +130,7 @@ func newDescriptors() descriptors {
 		name, help string
 		value      func(j *jobInfo) float64
 	}{
-		{"type", "Type of the domain's current job (virDomainJobType): 0 none, 1 bounded (e.g. migration, backup), 2 unbounded, 3 completed, 4 failed, 5 cancelled.", func(j *jobInfo) float64 { return float64(j.Type) }},
+		{"type", "Type of the domain's current job (virDomainJobType): 0 none, 1 bounded (its time remaining known: a migration), 2 unbounded (a backup), 3 completed, 4 failed, 5 cancelled.", func(j *jobInfo) float64 { return float64(j.Type) }},
 		{"time_elapsed_seconds", "Time since the domain's current job started.", func(j *jobInfo) float64 { return float64(j.TimeElapsedMS) * ms }},
 		{"time_remaining_seconds", "Time the domain's current job is expected to take still (bounded jobs).", func(j *jobInfo) float64 { return float64(j.TimeRemainingMS) * ms }},
 		{"data_total_bytes", "Data the domain's current job handles in all: memory plus files.", func(j *jobInfo) float64 { return float64(j.DataTotal) }},
