@@ -107,7 +107,7 @@ func newDescriptors() descriptors {
 		snapshotOldest:      desc("domain", "snapshot_oldest_timestamp_seconds", "Creation time of the domain's oldest snapshot.", dl...),
 		snapshotNewest:      desc("domain", "snapshot_newest_timestamp_seconds", "Creation time of the domain's newest snapshot.", dl...),
 
-		memUsedPercent:   desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver.", dl...),
+		memUsedPercent:   desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver; NaN for a running domain whose guest reports none, as inovex/prometheus-libvirt-exporter gives it.", dl...),
 		memStatsReported: desc("domain_memory_stats", "guest_reported", "For a running domain: 1 if its guest reports memory use (balloon statistics: available and usable), 0 if not. Without them the VM memory alerts, memory band and memory right-sizing cannot work; enable with virsh dommemstat DOMAIN --period 10 --live --config.", dl...),
 
 		timedOut:          desc("domain", "timed_out", "Whether a call for this domain was given up in this scrape, or libvirt could not ask its QEMU (its monitor busy or not answering): 1, else 0. Series of inovex/prometheus-libvirt-exporter; libvirt_domain_scrape_success says more.", dl...),
