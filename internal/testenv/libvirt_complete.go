@@ -7,8 +7,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// LibvirtComplete reports whether a scrape has libvirt_up 1, all four
-// scrape parts and every domain successful and, when want is not nil,
+// LibvirtComplete reports whether a scrape has libvirt_up 1, all five
+// scrape parts (stats, autostart, snapshots, metadata and, since issue
+// 28, jobs) and every domain successful and, when want is not nil,
 // exactly the domains of want (LibvirtDomains order); otherwise it says
 // what is missing.
 func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, string) {
@@ -17,8 +18,8 @@ func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, stri
 		why = append(why, fmt.Sprintf("libvirt_up %v", v))
 	}
 	parts := mf["libvirt_scrape_part_success"].GetMetric()
-	if len(parts) != 4 {
-		why = append(why, fmt.Sprintf("%d scrape parts, want 4", len(parts)))
+	if len(parts) != 5 {
+		why = append(why, fmt.Sprintf("%d scrape parts, want 5", len(parts)))
 	}
 	for _, m := range parts {
 		if m.GetGauge().GetValue() != 1 {
