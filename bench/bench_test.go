@@ -86,7 +86,11 @@ func ms(d time.Duration) string {
 
 // nodeXML writes a test-driver node with n domains in mixed states, each
 // with role metadata, a disk and an interface.
-func nodeXML(t *testing.T, n int) string {
+func nodeXML(t *testing.T, n int) string { return nodeXMLWithPools(t, n, 0) }
+
+// nodeXMLWithPools is nodeXML plus storage pools: the first holds the
+// domains' disks (its target is their directory), each holds a volume.
+func nodeXMLWithPools(t *testing.T, n, pools int) string {
 	var b strings.Builder
 	b.WriteString("<node>\n")
 	states := []int{1, 1, 1, 1, 1, 1, 3, 5, 5, 6}
@@ -97,6 +101,14 @@ func nodeXML(t *testing.T, n int) string {
 			`<devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/vm%05d.qcow2'/><target dev='vda' bus='virtio'/></disk>`+
 			`<interface type='bridge'><source bridge='br0'/><target dev='vnet%d'/></interface></devices><test:runstate>%d</test:runstate></domain>`+"\n",
 			i, i, libvirt.MetadataNamespace, roles[i%len(roles)], i, i, states[i%len(states)])
+	}
+	for i := range pools {
+		target := fmt.Sprintf("/var/lib/libvirt/pool%02d", i)
+		if i == 0 {
+			target = "/var/lib/libvirt/images"
+		}
+		fmt.Fprintf(&b, `<pool type='dir'><name>pool%02d</name><uuid>50000000-0000-4000-8000-%012d</uuid><target><path>%s</path></target>`+
+			`<volume type='file'><name>vol%02d.qcow2</name><capacity unit='GiB'>20</capacity><allocation unit='GiB'>5</allocation></volume></pool>`+"\n", i, i, target, i)
 	}
 	b.WriteString("</node>\n")
 	p := filepath.Join(testenv.SharedTempDir(t), "node.xml")
@@ -272,10 +284,19 @@ func TestBenchmarkReport(t *testing.T) {
 		t.Skip("run by make bench (VMHOST_BENCH=1)")
 	}
 	lib := &report{header: []string{"scenario", "vmhost_exporter p50 / p95", "RPCs per scrape", "one serial bulk call (--libvirt.stats-batches=1) p50", "per-domain baseline (a) p50 / p95", "baseline RPCs", "speed-up vs (a)", "floor: 1 bulk RPC p50", "floor: virsh domstats --raw p50", "cold first scrape", "exporter peak RSS"}}
-	for _, n := range []int{1000, 5000} {
-		t.Run(fmt.Sprintf("libvirt-%d", n), func(t *testing.T) {
+	// Storage pools (issue 28) cost a listing and a call per pool, none
+	// per domain: the scenario with 10 pools shows it against the same
+	// baseline.
+	for _, sc := range []struct{ n, pools int }{{1000, 0}, {1000, 10}, {5000, 0}} {
+		n := sc.n
+		name, label := fmt.Sprintf("libvirt-%d", n), fmt.Sprintf("%d test-driver domains", n)
+		if sc.pools > 0 {
+			name += fmt.Sprintf("-%d-pools", sc.pools)
+			label += fmt.Sprintf(" and %d storage pools", sc.pools)
+		}
+		t.Run(name, func(t *testing.T) {
 			l := testenv.StartLibvirtd(t)
-			node := nodeXML(t, n)
+			node := nodeXMLWithPools(t, n, sc.pools)
 			uri := testenv.TestURI(node)
 			c := libvirt.New(libvirt.Config{Socket: l.SockRO, URI: uri, Timeout: 60 * time.Second}, quiet())
 			defer c.Close()
@@ -291,7 +312,7 @@ func TestBenchmarkReport(t *testing.T) {
 			floor := floorRPC(t, l.SockRO, uri, 10)
 			virsh := virshFloor(t, "test+unix://"+node+"?socket="+l.SockRO, 5)
 			rss := binaryRSS(t, 20, "", "--libvirt.socket="+l.SockRO, "--libvirt.uri="+uri, "--libvirt.timeout=60s")
-			lib.add(fmt.Sprintf("%d test-driver domains", n), ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
+			lib.add(label, ms(percentile(ex, .5))+" / "+ms(percentile(ex, .95)),
 				strconv.FormatFloat(rpcs, 'f', 1, 64), ms(percentile(serial, .5)), ms(percentile(base, .5))+" / "+ms(percentile(base, .95)),
 				strconv.FormatFloat(baseRPCs, 'f', 0, 64), ratio(percentile(base, .5), percentile(ex, .5)),
 				ms(percentile(floor, .5)), ms(percentile(virsh, .5)), ms(cold), rss)

@@ -78,6 +78,28 @@ func HostFleet() *dashboard.DashboardBuilder {
 			queries:     []query{{expr: `instance:node_memory_utilisation:p95_7d{` + sel + `}`, legend: "{{instance}}", instant: true}},
 			base:        "blue", steps: []step{{0.30, "green"}, {0.80, "yellow"}, {0.90, "red"}},
 		},
+		{
+			kind: timeSeries, title: "Storage pool usage", unit: "percentunit", min: ptr(0), max: ptr(1),
+			description: "Share of each libvirt storage pool allocated, as of libvirt's last refresh of the pool (README, Storage pools). " + pct(0.85) +
+				" or more alerts (StoragePoolAlmostFull); a full pool pauses the VMs writing to it. Inactive pools have no size and are not drawn.",
+			queries: []query{{expr: `storage_pool:libvirt_storage_pool_allocated:ratio{` + sel + `}`, legend: "{{instance}} {{storage_pool}}"}},
+			base:    "green", steps: []step{{0.70, "yellow"}, {0.85, "red"}},
+		},
+		{
+			kind: timeSeries, title: "Storage pool free space", unit: "bytes", min: ptr(0),
+			description: "Free bytes of each storage pool. A line heading for zero within a day, with less than 40 % free, alerts (StoragePoolFillingUp).",
+			queries:     []query{{expr: `libvirt_storage_pool_available_bytes{` + sel + `}`, legend: "{{instance}} {{storage_pool}}"}},
+		},
+		{
+			kind: barGauge, title: "VM disks per pool size", unit: "percentunit", min: ptr(0), width: 6, height: 5,
+			description: "Virtual size of the VMs' disks in each pool as a share of the pool's size. Above 100 % thin images could outgrow the pool (StoragePoolOvercommitted, info).",
+			queries: []query{{
+				expr:    `libvirt_storage_pool_domain_disk_capacity_bytes{` + sel + `} / (libvirt_storage_pool_capacity_bytes{` + sel + `} > 0)`,
+				legend:  "{{instance}} {{storage_pool}}",
+				instant: true,
+			}},
+			base: "green", steps: []step{{1, "yellow"}},
+		},
 	}
 	return newDashboard(UIDHostFleet, "vmhost / Host fleet",
 		"CPU, memory and swap of the KVM hosts against the operator's bands (vmhost_exporter).", panels,

@@ -101,6 +101,13 @@ func VMs() *dashboard.DashboardBuilder {
 			queries:     []query{{expr: `libvirt_domain_snapshots{` + sel + `} > 0`, legend: "{{domain}}", instant: true}},
 			steps:       []step{{3, "yellow"}, {10, "red"}},
 		},
+		{
+			kind: barGauge, title: "Storage pools", unit: "percentunit", min: ptr(0), max: ptr(1), width: 12, height: 8,
+			description: "Share of each storage pool of the host allocated (libvirt's last refresh of the pool). When a pool is full, the VMs writing to it are paused with an I/O error (VMPaused names the cause); " +
+				pct(0.85) + " or more alerts (StoragePoolAlmostFull).",
+			queries: []query{{expr: `storage_pool:libvirt_storage_pool_allocated:ratio{instance=~"$instance"}`, legend: "{{instance}} {{storage_pool}}", instant: true}},
+			base:    "green", steps: []step{{0.70, "yellow"}, {0.85, "red"}},
+		},
 	}
 	return newDashboard(UIDVMs, "vmhost / VMs",
 		"State, utilisation against role bands, right-sizing and snapshots of every VM (vmhost_exporter).", panels,

@@ -38,6 +38,7 @@ var contractAlerts = []string{
 	"VMNotBackedUp", "BackupRestoreTestStale",
 	"BackupEvidenceUnreadable", // §4 names it since issue 23
 	"ClusterOverProvisioned", "HostDayNightImbalance", "VMDayNightImbalance",
+	"StoragePoolAlmostFull", "StoragePoolFillingUp", "StoragePoolOvercommitted", // §4 Storage, issue 28
 }
 
 // addedAlerts are alerts beyond the contract, each asked for by an issue.
@@ -250,7 +251,7 @@ type unitTestFile struct {
 }
 
 // subjectLabels identify what an alert is about.
-var subjectLabels = []string{"instance", "domain", "backup_job", "cpu", "cluster"}
+var subjectLabels = []string{"instance", "domain", "backup_job", "cpu", "cluster", "storage_pool"}
 
 // TestEveryAlertFiresAndStaysSilent checks the unit tests themselves: every
 // alert has a case where it fires and a near-threshold subject (host, VM,

@@ -100,6 +100,9 @@ type Collector struct {
 	failing  atomic.Bool // last scrape failed: log repeats at debug level only
 
 	d descriptors
+
+	pools poolState       // storage pools between scrapes (pools.go)
+	pd    poolDescriptors // storage pool series
 }
 
 // gatherCall is one gather, shared by the scrapes that wait for it.
@@ -143,6 +146,7 @@ func New(cfg Config, logger *slog.Logger) *Collector {
 		changes:          map[string]uint64{},
 		stopRevalidation: cancel,
 		d:                newDescriptors(),
+		pd:               newPoolDescriptors(),
 	}
 	go c.revalidateLoop(ctx)
 	return c
@@ -151,6 +155,7 @@ func New(cfg Config, logger *slog.Logger) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.d.describe(ch)
+	c.pd.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -175,6 +180,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, d := range res.domains {
 			c.d.emitDomain(ch, d)
 		}
+		c.pd.emit(ch, res.pools)
 	}
 	ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(c.d.rpcCalls, prometheus.CounterValue, float64(c.rpcCalls.Load()))

@@ -62,6 +62,12 @@ type diskMeta struct {
 	DriverDiscard  string
 	SourceProtocol string // network disks: rbd, iscsi, nbd...
 	Serial         string
+	// Device is the disk's device attribute (disk, cdrom, floppy, lun);
+	// Pool and Volume its <source pool= volume=> when it is a volume of a
+	// storage pool (type='volume').
+	Device string
+	Pool   string
+	Volume string
 }
 
 type interfaceMeta struct {
@@ -102,6 +108,7 @@ type xmlDomain struct {
 	Devices struct {
 		Disks []struct {
 			Type   string `xml:"type,attr"`
+			Device string `xml:"device,attr"`
 			Driver struct {
 				Name    string `xml:"name,attr"`
 				Type    string `xml:"type,attr"`
@@ -113,6 +120,8 @@ type xmlDomain struct {
 				Dev      string `xml:"dev,attr"`
 				Name     string `xml:"name,attr"`
 				Protocol string `xml:"protocol,attr"`
+				Pool     string `xml:"pool,attr"`
+				Volume   string `xml:"volume,attr"`
 			} `xml:"source"`
 			Target struct {
 				Dev string `xml:"dev,attr"`
@@ -187,6 +196,7 @@ func parseDomainXML(doc string) (domainMeta, error) {
 			DriverName: disk.Driver.Name, DriverType: disk.Driver.Type,
 			DriverCache: disk.Driver.Cache, DriverDiscard: disk.Driver.Discard,
 			SourceProtocol: disk.Source.Protocol, Serial: strings.TrimSpace(disk.Serial),
+			Device: disk.Device, Pool: disk.Source.Pool, Volume: disk.Source.Volume,
 		}
 	}
 	for _, iface := range d.Devices.Interfaces {

@@ -46,6 +46,7 @@ type domainResult struct {
 
 type gatherResult struct {
 	domains []*domainResult
+	pools   []*poolResult
 	parts   map[string]partResult
 }
 
@@ -104,9 +105,11 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	lv := s.lv
 
 	var autostart, withSnapshots *listing
+	var pools *poolGather
 	askListings := func() {
 		autostart = c.startListing(lv, golibvirt.ConnectListDomainsAutostart)
 		withSnapshots = c.startListing(lv, golibvirt.ConnectListDomainsHasSnapshot)
+		pools = c.startPools(lv)
 	}
 	t := time.Now()
 	domains, err := c.gatherStats(s, start, askListings)
@@ -158,6 +161,12 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	if err != nil {
 		c.logger.Warn("Cannot fetch all domain XML", "err", err)
 	}
+
+	// The pool calls were sent with the listings: by now they have
+	// answered, unless a pool is stuck in libvirtd.
+	var pp partResult
+	res.pools, pp = c.finishPools(pools, start.Add(c.cfg.Timeout/2), res.domains)
+	res.parts[partPools] = pp
 
 	took, err := jobs.finish(jobDeadline)
 	res.parts[partJobs] = partResult{ok: err == nil, duration: took}

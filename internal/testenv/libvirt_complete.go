@@ -7,9 +7,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// LibvirtComplete reports whether a scrape has libvirt_up 1, all five
+// LibvirtComplete reports whether a scrape has libvirt_up 1, all six
 // scrape parts (stats, autostart, snapshots, metadata and, since issue
-// 28, jobs) and every domain successful and, when want is not nil,
+// 28, jobs and pools) and every domain successful and, when want is not nil,
 // exactly the domains of want (LibvirtDomains order); otherwise it says
 // what is missing.
 func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, string) {
@@ -18,8 +18,8 @@ func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, stri
 		why = append(why, fmt.Sprintf("libvirt_up %v", v))
 	}
 	parts := mf["libvirt_scrape_part_success"].GetMetric()
-	if len(parts) != 5 {
-		why = append(why, fmt.Sprintf("%d scrape parts, want 5", len(parts)))
+	if len(parts) != 6 {
+		why = append(why, fmt.Sprintf("%d scrape parts, want 6", len(parts)))
 	}
 	for _, m := range parts {
 		if m.GetGauge().GetValue() != 1 {
