@@ -23,6 +23,9 @@
 //     rest of the exporter's metrics are served as usual;
 //   - concurrent scrapes share one in-flight gather, so a burst of scrapes
 //     does not multiply the load on libvirtd.
+//   - storage pools cost a listing and one info call each per scrape, sent
+//     beside the stats calls, never a pool refresh and nothing per domain;
+//     a pool stuck in libvirtd times out alone (pools.go).
 package libvirt
 
 import (

@@ -150,8 +150,11 @@ func TestStoragePools(t *testing.T) {
 	}
 	l.MustVirsh(uri, "pool-refresh", images)
 	refreshed := virshPoolInfo(t, l, images)
-	if refreshed["Allocation"] < want["Allocation"]+1<<20 {
-		t.Fatalf("virsh pool-refresh did not count the new file: allocation %v, was %v", refreshed["Allocation"], want["Allocation"])
+	// A directory pool's allocation is its filesystem's, which other
+	// processes change too: the refresh must show some change, not
+	// exactly the file's megabyte.
+	if refreshed["Allocation"] == want["Allocation"] {
+		t.Fatalf("virsh pool-refresh did not see the new file: allocation still %v", refreshed["Allocation"])
 	}
 	mf = gather(t, reg)
 	if v := mustValue(t, mf, "libvirt_storage_pool_allocation_bytes", pool(images)); v != refreshed["Allocation"] {

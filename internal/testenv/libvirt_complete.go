@@ -7,9 +7,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// libvirtParts are the scrape parts of the libvirt collector: stats,
+// autostart, snapshots, metadata and, since issue 28, pools and jobs.
+const libvirtParts = 6
+
 // LibvirtComplete reports whether a scrape has libvirt_up 1, all six
-// scrape parts (stats, autostart, snapshots, metadata and, since issue
-// 28, jobs and pools) and every domain successful and, when want is not nil,
+// scrape parts and every domain successful and, when want is not nil,
 // exactly the domains of want (LibvirtDomains order); otherwise it says
 // what is missing.
 func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, string) {
@@ -18,8 +21,8 @@ func LibvirtComplete(mf map[string]*dto.MetricFamily, want []string) (bool, stri
 		why = append(why, fmt.Sprintf("libvirt_up %v", v))
 	}
 	parts := mf["libvirt_scrape_part_success"].GetMetric()
-	if len(parts) != 6 {
-		why = append(why, fmt.Sprintf("%d scrape parts, want 6", len(parts)))
+	if len(parts) != libvirtParts {
+		why = append(why, fmt.Sprintf("%d scrape parts, want %d", len(parts), libvirtParts))
 	}
 	for _, m := range parts {
 		if m.GetGauge().GetValue() != 1 {
