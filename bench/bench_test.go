@@ -398,6 +398,8 @@ func TestBenchmarkReport(t *testing.T) {
 	t.Run("fleet-series", func(t *testing.T) { benchSeries(t, fleet) })
 	t.Run("fleet-7d-rules", func(t *testing.T) { benchSevenDayRules(t, fleet, 20, 50, true) })
 	t.Run("fleet-7d-rules-50000", func(t *testing.T) { benchSevenDayRules(t, fleet, 1000, 50, false) })
+	t.Run("fleet-7d-vmalert", func(t *testing.T) { benchSevenDayRulesVMAlert(t, fleet, 20, 50) })
+	t.Run("fleet-7d-vmalert-50000", func(t *testing.T) { benchSevenDayRulesVMAlert(t, fleet, 1000, 50) })
 
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "Machine: %s\n\n### libvirt scrape, test driver\n\n%s\n### libvirt scrape, real QEMU guests\n\n%s\n### libvirt scrape over a long run\n\n%s\n### backup scan\n\n%s\n### fleet sizing\n\n%s",

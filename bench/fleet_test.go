@@ -114,6 +114,34 @@ func sample(ts time.Time, i int) float64 {
 	return 0.4 + 0.3*math.Sin(x) + 0.05*math.Sin(float64(ts.Unix()%977))
 }
 
+// inputSeries is one input series of the 7-day bench and its hourly
+// summary; its index in fleetSeries' answer picks its phase in sample.
+type inputSeries struct {
+	input, hourly labels.Labels
+	summary       func([]float64) float64
+}
+
+// fleetSeries lists the input series of hosts × perHost VMs, the same for
+// every engine the bench runs.
+func fleetSeries(hosts, perHost int) []inputSeries {
+	var all []inputSeries
+	for h := range hosts {
+		instance := fmt.Sprintf("host%04d:9851", h)
+		for _, s := range sevenDayInputs.host {
+			all = append(all, inputSeries{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost"),
+				labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost"), s.summary})
+		}
+		for v := range perHost {
+			domain := fmt.Sprintf("vm%03d", v)
+			for _, s := range sevenDayInputs.vm {
+				all = append(all, inputSeries{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost", "domain", domain),
+					labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost", "domain", domain), s.summary})
+			}
+		}
+	}
+	return all
+}
+
 // benchSevenDayRules writes the 7-day groups' input for hosts × perHost
 // VMs as TSDB blocks (one a day): the recorded series at the example
 // configuration's 30 s evaluation interval and, once an hour, their hourly
@@ -136,25 +164,7 @@ func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact b
 	}
 	t.Setenv("TMPDIR", testenv.SharedTempDir(t)) // BlockWriter's head chunks
 	start := time.Now()
-	type series struct {
-		input, hourly labels.Labels
-		summary       func([]float64) float64
-	}
-	var all []series
-	for h := range hosts {
-		instance := fmt.Sprintf("host%04d:9851", h)
-		for _, s := range sevenDayInputs.host {
-			all = append(all, series{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost"),
-				labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost"), s.summary})
-		}
-		for v := range perHost {
-			domain := fmt.Sprintf("vm%03d", v)
-			for _, s := range sevenDayInputs.vm {
-				all = append(all, series{labels.FromStrings("__name__", s.input, "instance", instance, "job", "vmhost", "domain", domain),
-					labels.FromStrings("__name__", s.hourly, "instance", instance, "job", "vmhost", "domain", domain), s.summary})
-			}
-		}
-	}
+	all := fleetSeries(hosts, perHost)
 	samples := 0
 	hour := make([][]float64, len(all))
 	for day := begin; day.Before(end); day = day.Add(24 * time.Hour) {
@@ -217,21 +227,7 @@ func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact b
 	}
 	written := time.Since(start)
 
-	// The shipped rules, the hourly groups every 30 s.
-	rules := filepath.Join(testenv.SharedTempDir(t), fmt.Sprintf("rules-%d", hosts*perHost))
-	if err := os.MkdirAll(rules, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "rules", "*.yml"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(rules, filepath.Base(f)), []byte(strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: 30s\n")), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rules := hourlyGroupsEvery30s(t, fmt.Sprintf("rules-%d", hosts*perHost))
 	p := testenv.StartPrometheusOn(t, dir, `global:
   scrape_interval: 30s
   evaluation_interval: 30s
@@ -292,6 +288,27 @@ rule_files:
 	}
 }
 
+// hourlyGroupsEvery30s copies the shipped rules into a directory named
+// name, the hourly groups evaluated every 30 s, so that their cost is
+// measured too, and returns the directory.
+func hourlyGroupsEvery30s(t *testing.T, name string) string {
+	rules := filepath.Join(testenv.SharedTempDir(t), name)
+	if err := os.MkdirAll(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "rules", "*.yml"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rules, filepath.Base(f)), []byte(strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: 30s\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rules
+}
+
 func labelOf(ls []*dto.LabelPair, name string) string {
 	for _, l := range ls {
 		if l.GetName() == name {
@@ -302,9 +319,11 @@ func labelOf(ls []*dto.LabelPair, name string) string {
 }
 
 // TestFleetRuleCost runs only the 7-day rule benchmarks of make bench (at
-// 1,000 VMs with the errors against the exact figures, and at 50,000 VMs),
-// for a change to the rules: VMHOST_BENCH_FLEET=1 go test -run
-// TestFleetRuleCost -v ./bench/.
+// 1,000 VMs with the errors against the exact figures, and at 50,000 VMs,
+// on Prometheus, then on VictoriaMetrics and vmalert), for a change to the
+// rules: VMHOST_BENCH_FLEET=1 go test -run TestFleetRuleCost -v ./bench/;
+// one of them: -run 'TestFleetRuleCost/fleet-7d-vmalert$' (1,000 VMs,
+// a few minutes) or 'TestFleetRuleCost/fleet-7d-vmalert-50000'.
 func TestFleetRuleCost(t *testing.T) {
 	if os.Getenv("VMHOST_BENCH_FLEET") == "" {
 		t.Skip("VMHOST_BENCH_FLEET=1 runs it")
@@ -312,5 +331,7 @@ func TestFleetRuleCost(t *testing.T) {
 	fleet := &report{header: []string{"fleet sizing (docs/fleet.md)", "measured"}}
 	t.Run("fleet-7d-rules", func(t *testing.T) { benchSevenDayRules(t, fleet, 20, 50, true) })
 	t.Run("fleet-7d-rules-50000", func(t *testing.T) { benchSevenDayRules(t, fleet, 1000, 50, false) })
+	t.Run("fleet-7d-vmalert", func(t *testing.T) { benchSevenDayRulesVMAlert(t, fleet, 20, 50) })
+	t.Run("fleet-7d-vmalert-50000", func(t *testing.T) { benchSevenDayRulesVMAlert(t, fleet, 1000, 50) })
 	fmt.Println(fleet.markdown())
 }

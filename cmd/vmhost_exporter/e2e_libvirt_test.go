@@ -22,7 +22,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 // volatile matches exposition lines whose value changes from run to run;
 // they are left out of the golden file (their presence is still checked).
-var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total|^vmhost_backup_(config_last_reload_success|scan)_timestamp_seconds`)
+// The sizes of the dated_dir job count its directories, whose size
+// depends on the file system the test runs on (ext4: 4096, tmpfs: other).
+var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total|^vmhost_backup_(config_last_reload_success|scan)_timestamp_seconds|` +
+	`^vmhost_backup_(last_success|previous_success|total)_(size|disk_usage)_bytes\{backup_job="kvm-host"\}`)
 
 // ownMetrics keeps the lines (HELP, TYPE and samples) of this project's own
 // metric families: node_* are node_exporter's and keep its names, which
@@ -77,14 +80,35 @@ func TestEndToEndGolden(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "dumps", "db-2.sql.gz"), strings.Repeat("2", 1200), day)
 	writeFile(t, filepath.Join(dir, "kvm_restore.log"), "2025-05-01 10:00:00 - === KVM ホスト復元開始 ===\n"+
 		"2025-05-01 10:00:01 - [1/4] libvirt設定を復元中...\n2025-05-01 10:20:00 - 復元完了。必要であれば再起動してください。\n", day)
+	// Two nightly sets of kvm_backup.sh's layout and an rclone sync of
+	// them that ran between the two (issue 26): web1's first copy is
+	// offsite, its second waits; db1's disk is on LVM, never copied.
+	for _, night := range []string{"2025-05-26", "2025-05-27"} {
+		set := filepath.Join(dir, "kvm", night)
+		writeFile(t, filepath.Join(set, "vm_xml", "web1.xml"), "<domain><name>web1</name><devices><disk type='file' device='disk'>"+
+			"<source file='/var/lib/libvirt/images/web1.img'/><target dev='vda'/></disk></devices></domain>\n", day)
+		writeFile(t, filepath.Join(set, "vm_xml", "db1.xml"), "<domain><name>db1</name><devices><disk type='block' device='disk'>"+
+			"<source dev='/dev/vg0/db1'/><target dev='vdb'/></disk></devices></domain>\n", day)
+		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("w", 4096), day)
+		writeFile(t, filepath.Join(set, "backup.log"), night+" 02:00:00 - === KVM ホストバックアップ開始 ===\n"+night+" 02:10:00 - [5/5] バックアップ完了しました\n", day)
+	}
+	// rclone's final statistics at --log-level=INFO, as 1.60 prints them:
+	// without them the run is no success (issue 24 item 1).
+	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), "2025/05/26 03:00:00 INFO  : web1.img: Copied (new)\n"+
+		"2025/05/26 03:00:01 INFO  : \nTransferred:   \t    4 KiB / 4 KiB, 100%, 0 B/s, ETA -\nTransferred:            1 / 1, 100%\nElapsed time:         1.0s\n\n"+
+		"Backup completed at 2025-05-26 03:00:05\n", day)
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
-		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n", time.Time{})
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n"+
+		"  - name: kvm-host\n    type: dated_dir\n    path: "+dir+"/kvm\n    max_age: 26h\n"+
+		"  - name: s3-kvm\n    type: rclone_log\n    log_file: "+dir+"/rclone-kvm.log\n    copies: kvm-host\n    max_age: 26h\n", time.Time{})
 	t.Setenv("TZ", "UTC")
 	e := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
 	waitFor(t, e.URL+"/metrics", "backup scans", func(mf map[string]*dto.MetricFamily) bool {
 		return has("vmhost_backup_scan_success", map[string]string{"backup_job": "mysql-dumps"})(mf) &&
-			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf)
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "kvm-host"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "s3-kvm"})(mf)
 	})
 	body, _ := fetch(t, e.URL+"/metrics")
 	got := ownMetrics(t, body)

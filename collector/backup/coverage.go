@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // maxDomainXML bounds how much of a vm_xml file is read.
@@ -28,6 +30,7 @@ const maxDomainXML = 4 << 20
 // is the unreadable one.
 func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
+	d.MissingDiskNames = map[string][]string{}
 	d.UnreadableVMs = map[string]bool{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
 	visit := func(s setRuns, success bool) {
@@ -42,7 +45,15 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 			if !ok || vm == "" {
 				continue
 			}
-			if _, done := d.VMs[vm]; done {
+			if prev, done := d.VMs[vm]; done {
+				// An older copy counts for offsite only: keep its time
+				// when a sync job copies this one.
+				if j.copied && success {
+					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && len(missing) == 0 {
+						prev.Copies = append(prev.Copies, s.runs[s.lastSuccess()].End)
+						d.VMs[vm] = prev
+					}
+				}
 				continue
 			}
 			size, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
@@ -58,10 +69,14 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				continue
 			}
 			if _, counted := d.MissingDisks[vm]; !counted {
-				d.MissingDisks[vm] = missing
+				d.MissingDisks[vm] = len(missing)
+				if len(missing) > 0 {
+					d.MissingDiskNames[vm] = missing
+				}
 			}
-			if missing == 0 {
-				d.VMs[vm] = vmBackup{Time: s.runs[s.lastSuccess()].End, HasSize: true, SizeBytes: size}
+			if len(missing) == 0 {
+				end := s.runs[s.lastSuccess()].End
+				d.VMs[vm] = vmBackup{Time: end, HasSize: true, SizeBytes: size, Copies: []time.Time{end}}
 			}
 		}
 	}
@@ -71,6 +86,10 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 	for k := len(successes) - 1; k >= 0; k-- {
 		visit(successes[k], true)
 	}
+	for vm, v := range d.VMs { // visited newest first
+		slices.SortFunc(v.Copies, time.Time.Compare)
+		d.VMs[vm] = v
+	}
 }
 
 // domainDisks is the part of a domain's XML that names its disks.
@@ -78,7 +97,21 @@ type domainDisks struct {
 	Disks []struct {
 		diskSource
 		Device string `xml:"device,attr"`
+		Target struct {
+			Dev string `xml:"dev,attr"`
+		} `xml:"target"`
 	} `xml:"devices>disk"`
+}
+
+// name is how the operator knows a disk: its target (vda), else where it
+// lives.
+func (d diskSource) nameOr(target string) string {
+	for _, n := range []string{target, d.Source.File, d.Source.Dev, d.Source.Name, d.Source.Volume} {
+		if n != "" {
+			return n
+		}
+	}
+	return "?"
 }
 
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
@@ -88,16 +121,16 @@ type domainDisks struct {
 // be restored from the set: a block device (LVM), a network disk (iSCSI,
 // RBD), a file outside imagesSource, a copy missing, or an overlay whose
 // backing file is one of those.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing int, err error) {
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []string, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
-		return 0, 0, err
+		return 0, nil, err
 	}
 	defer f.Close()
 	var dom domainDisks
 	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, 0, fmt.Errorf("reading %s: %w", xmlPath, err)
+		return 0, nil, fmt.Errorf("reading %s: %w", xmlPath, err)
 	}
 	for _, disk := range dom.Disks {
 		if disk.Device != "" && disk.Device != "disk" {
@@ -106,7 +139,7 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
-			missing++
+			missing = append(missing, disk.nameOr(disk.Target.Dev))
 		}
 	}
 	return size, missing, nil

@@ -79,3 +79,53 @@ func StartVictoriaMetrics(t testing.TB, scrapeConfig, rules, alertmanager string
 	alert.WaitHTTP(t, v.VMAlertURL+"/health", 30*time.Second)
 	return v
 }
+
+// StartVictoriaMetricsStorage runs victoria-metrics alone on dataDir, for
+// data the test imports itself (history older than scrapes could make),
+// with extra flags after the defaults (a later flag wins), and waits until
+// it answers.
+func StartVictoriaMetricsStorage(t testing.TB, dataDir string, extra ...string) QueryAPI {
+	t.Helper()
+	addr := FreePort(t)
+	args := append([]string{"-storageDataPath=" + dataDir, "-httpListenAddr=" + addr,
+		"-search.latencyOffset=0s", "-loggerLevel=WARN"}, extra...)
+	p := Start(t, victoriaMetricsBin(t, "victoria-metrics"), args...)
+	url := "http://" + addr
+	p.WaitHTTP(t, url+"/health", time.Minute)
+	return QueryAPI{URL: url}
+}
+
+// StartVMAlert runs vmalert on the rule files of the glob against the
+// VictoriaMetrics at vmURL, every interval unless a group says otherwise,
+// writing the recording rules' results back and sending alerts to a
+// notifier that drops them, with extra flags; it returns vmalert's URL.
+func StartVMAlert(t testing.TB, vmURL, rules string, interval time.Duration, extra ...string) string {
+	t.Helper()
+	sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(sink.Close)
+	addr := FreePort(t)
+	args := append([]string{"-rule=" + rules, "-httpListenAddr=" + addr, "-evaluationInterval=" + interval.String(),
+		"-datasource.url=" + vmURL, "-remoteWrite.url=" + vmURL, "-notifier.url=" + sink.URL,
+		"-loggerLevel=WARN"}, extra...)
+	p := Start(t, victoriaMetricsBin(t, "vmalert"), args...)
+	url := "http://" + addr
+	p.WaitHTTP(t, url+"/health", time.Minute)
+	return url
+}
+
+// StartVMAgent runs vmagent with the given scrape configuration
+// (Prometheus' scrape_configs format), writing into the VictoriaMetrics at
+// vmURL.
+func StartVMAgent(t testing.TB, vmURL, scrapeConfig string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "scrape.yml")
+	if err := os.WriteFile(cfg, []byte(scrapeConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := FreePort(t)
+	p := Start(t, victoriaMetricsBin(t, "vmagent"), "-promscrape.config="+cfg, "-httpListenAddr="+addr,
+		"-remoteWrite.url="+vmURL+"/api/v1/write", "-remoteWrite.tmpDataPath="+filepath.Join(dir, "vmagent"),
+		"-remoteWrite.flushInterval=1s", "-loggerLevel=WARN")
+	p.WaitHTTP(t, "http://"+addr+"/health", time.Minute)
+}
