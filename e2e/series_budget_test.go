@@ -13,9 +13,14 @@ import (
 // reports no guest statistics; a shut-off guest). A new per-VM metric must
 // raise them here on purpose, and docs/fleet.md with them: at 50,000 VMs
 // every series per VM is 50,000 series in the fleet's TSDB.
+//
+// Issue 28 raised them from 36 and 16 (32 and 16 measured) to 52 and 17
+// (48 and 17): the series of inovex/prometheus-libvirt-exporter its users
+// chart, 16 per running VM (12 job_info, current_balloon_bytes,
+// maximum_bytes, used_percent, timed_out) and timed_out per shut-off VM.
 const (
-	seriesBudgetRunningVM = 36
-	seriesBudgetStoppedVM = 16
+	seriesBudgetRunningVM = 52
+	seriesBudgetStoppedVM = 17
 )
 
 // TestSeriesBudgetPerVM counts, in a real scrape of the exporter, the series

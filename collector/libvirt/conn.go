@@ -62,6 +62,10 @@ type session struct {
 	// gathers only calls left behind on a hung guest remain; each holds one
 	// of libvirtd's max_client_requests slots of this connection.
 	statsInFlight atomic.Int32
+
+	// noJobInfo is set when the driver answers a job info call with "not
+	// supported": it is not asked again on this connection.
+	noJobInfo atomic.Bool
 }
 
 // connect opens a new session. The caller bounds the time it may take by

@@ -39,12 +39,29 @@ type domainMeta struct {
 	VCPUs        uint64
 	MaxMemoryKiB uint64
 	CurMemoryKiB uint64
-	Disks        map[string]diskMeta      // by target device
-	Interfaces   map[string]interfaceMeta // by target device
+	// OSType, OSArch and OSMachine are <os><type arch machine>: the
+	// os_type, os_type_arch and os_type_machine labels of
+	// libvirt_domain_info, as inovex/prometheus-libvirt-exporter has them.
+	OSType     string
+	OSArch     string
+	OSMachine  string
+	Disks      map[string]diskMeta      // by target device
+	Interfaces map[string]interfaceMeta // by target device
 }
 
+// diskMeta is one <disk> element. Besides the source, it keeps the
+// attributes inovex/prometheus-libvirt-exporter puts on
+// libvirt_domain_block_stats_info, named after its labels.
 type diskMeta struct {
-	SourceFile string
+	SourceFile     string
+	DiskType       string // <disk type>: file, block, network, volume
+	TargetBus      string
+	DriverName     string
+	DriverType     string // image format: raw, qcow2
+	DriverCache    string
+	DriverDiscard  string
+	SourceProtocol string // network disks: rbd, iscsi, nbd...
+	Serial         string
 	// Device is the disk's device attribute (disk, cdrom, floppy, lun);
 	// Pool and Volume its <source pool= volume=> when it is a volume of a
 	// storage pool (type='volume').
@@ -72,6 +89,13 @@ type xmlDomain struct {
 		Value   uint64 `xml:",chardata"`
 		Current string `xml:"current,attr"`
 	} `xml:"vcpu"`
+	OS struct {
+		Type struct {
+			Value   string `xml:",chardata"`
+			Arch    string `xml:"arch,attr"`
+			Machine string `xml:"machine,attr"`
+		} `xml:"type"`
+	} `xml:"os"`
 	Metadata struct {
 		VM []struct {
 			XMLName xml.Name
@@ -83,17 +107,27 @@ type xmlDomain struct {
 	} `xml:"metadata"`
 	Devices struct {
 		Disks []struct {
+			Type   string `xml:"type,attr"`
 			Device string `xml:"device,attr"`
+			Driver struct {
+				Name    string `xml:"name,attr"`
+				Type    string `xml:"type,attr"`
+				Cache   string `xml:"cache,attr"`
+				Discard string `xml:"discard,attr"`
+			} `xml:"driver"`
 			Source struct {
-				File   string `xml:"file,attr"`
-				Dev    string `xml:"dev,attr"`
-				Name   string `xml:"name,attr"`
-				Pool   string `xml:"pool,attr"`
-				Volume string `xml:"volume,attr"`
+				File     string `xml:"file,attr"`
+				Dev      string `xml:"dev,attr"`
+				Name     string `xml:"name,attr"`
+				Protocol string `xml:"protocol,attr"`
+				Pool     string `xml:"pool,attr"`
+				Volume   string `xml:"volume,attr"`
 			} `xml:"source"`
 			Target struct {
 				Dev string `xml:"dev,attr"`
+				Bus string `xml:"bus,attr"`
 			} `xml:"target"`
+			Serial string `xml:"serial"`
 		} `xml:"disk"`
 		Interfaces []struct {
 			MAC struct {
@@ -124,6 +158,9 @@ func parseDomainXML(doc string) (domainMeta, error) {
 		VCPUs:        d.VCPU.Value,
 		MaxMemoryKiB: toKiB(d.Memory),
 		CurMemoryKiB: toKiB(d.CurrentMemory),
+		OSType:       strings.TrimSpace(d.OS.Type.Value),
+		OSArch:       d.OS.Type.Arch,
+		OSMachine:    d.OS.Type.Machine,
 		Disks:        map[string]diskMeta{},
 		Interfaces:   map[string]interfaceMeta{},
 	}
@@ -154,7 +191,13 @@ func parseDomainXML(doc string) (domainMeta, error) {
 		if src == "" {
 			src = disk.Source.Name
 		}
-		m.Disks[disk.Target.Dev] = diskMeta{SourceFile: src, Device: disk.Device, Pool: disk.Source.Pool, Volume: disk.Source.Volume}
+		m.Disks[disk.Target.Dev] = diskMeta{
+			SourceFile: src, DiskType: disk.Type, TargetBus: disk.Target.Bus,
+			DriverName: disk.Driver.Name, DriverType: disk.Driver.Type,
+			DriverCache: disk.Driver.Cache, DriverDiscard: disk.Driver.Discard,
+			SourceProtocol: disk.Source.Protocol, Serial: strings.TrimSpace(disk.Serial),
+			Device: disk.Device, Pool: disk.Source.Pool, Volume: disk.Source.Volume,
+		}
 	}
 	for _, iface := range d.Devices.Interfaces {
 		bridge := iface.Source.Bridge

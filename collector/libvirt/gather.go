@@ -21,6 +21,7 @@ const (
 	partAutostart = "autostart"
 	partSnapshots = "snapshots"
 	partMetadata  = "metadata"
+	partJobs      = "jobs"
 )
 
 type partResult struct {
@@ -35,8 +36,12 @@ type domainResult struct {
 	stats     domainStats
 	meta      *domainMeta
 	autostart *bool
-	snapshots []int64 // creation times; nil when unknown
-	errs      []string
+	snapshots []int64  // creation times; nil when unknown
+	job       *jobInfo // nil when not asked or not answered
+	// timedOut: a call for this domain was given up this scrape, or
+	// libvirt could not ask its QEMU (libvirt_domain_timed_out).
+	timedOut bool
+	errs     []string
 }
 
 type gatherResult struct {
@@ -124,6 +129,13 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	if autostart == nil {
 		askListings()
 	}
+	// Job info is asked once the stats have shown which guests answer;
+	// its calls run while the snapshots and XML are read. The stats may
+	// take until three quarters of the timeout (a hung guest's list given
+	// up, its guests asked one by one): the job calls, which wait on no
+	// guest that answered, get until seven eighths.
+	jobDeadline := start.Add(c.cfg.Timeout * 7 / 8)
+	jobs := c.startJobInfo(s, jobsWanted(domains), jobDeadline)
 
 	// A listing's part takes the listing's own time, wherever it
 	// overlapped the stats calls.
@@ -155,6 +167,12 @@ func (c *Collector) gather(s *session, start time.Time) (*gatherResult, error) {
 	var pp partResult
 	res.pools, pp = c.finishPools(pools, start.Add(c.cfg.Timeout/2), res.domains)
 	res.parts[partPools] = pp
+
+	took, err := jobs.finish(jobDeadline)
+	res.parts[partJobs] = partResult{ok: err == nil, duration: took}
+	if err != nil {
+		c.logger.Warn("Cannot read the job info of all running domains", "err", err)
+	}
 	c.pruneCaches(byUUID)
 	return res, nil
 }

@@ -254,7 +254,9 @@ func TestLateTimerSparesNewerGather(t *testing.T) {
 	}
 }
 
-var roleLine = regexp.MustCompile(`libvirt_domain_info\{domain="([^"]+)",role="([^"]*)"`)
+// roleLine takes the domain and role of a libvirt_domain_info line,
+// whatever labels sort between them (os_type* since issue 28).
+var roleLine = regexp.MustCompile(`libvirt_domain_info\{domain="([^"]+)",(?:[a-z_]+="[^"]*",)*role="([^"]*)"`)
 
 func roles(t *testing.T, reg prometheus.Gatherer) map[string]string {
 	t.Helper()

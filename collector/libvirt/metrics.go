@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,12 @@ type balloonMetric struct {
 	scale     float64
 }
 
+// jobMetric maps one field of jobInfo to a libvirt_domain_job_info_* series.
+type jobMetric struct {
+	desc  *prometheus.Desc
+	value func(j *jobInfo) float64
+}
+
 type descriptors struct {
 	up, domains, scrapeDuration, rpcCalls *prometheus.Desc
 	partSuccess, partDuration             *prometheus.Desc
@@ -58,6 +65,13 @@ type descriptors struct {
 	balloon          []balloonMetric
 	memUsedPercent   *prometheus.Desc
 	memStatsReported *prometheus.Desc
+
+	// Series of inovex/prometheus-libvirt-exporter (v2.2.0) that say what
+	// ours say under other names, kept so its users' dashboards work:
+	// timedOut (scrape_success), memCurrentBalloon (actual_balloon_bytes),
+	// memMaximum (info_maximum_memory_bytes); and its job series.
+	timedOut, memCurrentBalloon, memMaximum *prometheus.Desc
+	job                                     []jobMetric
 
 	vcpuCurrent, vcpuMaximum, vcpuState, vcpuTime, vcpuWait, vcpuDelay *prometheus.Desc
 
@@ -77,10 +91,10 @@ func newDescriptors() descriptors {
 		domains:        desc("", "domains", "Number of defined domains, running or not."),
 		scrapeDuration: desc("scrape", "duration_seconds", "Time the libvirt part of this scrape took."),
 		rpcCalls:       desc("", "rpc_calls_total", "libvirt RPCs made by the collector since the exporter started."),
-		partSuccess:    desc("scrape", "part_success", "Whether a part of the libvirt scrape succeeded: stats (0 when any domain's stats are missing, e.g. a guest whose QEMU does not answer; libvirt_up says whether the scrape failed as a whole), autostart, snapshots, metadata (domain XML), pools (storage pools: 0 when one timed out or could not be read).", "part"),
+		partSuccess:    desc("scrape", "part_success", "Whether a part of the libvirt scrape succeeded: stats (0 when any domain's stats are missing, e.g. a guest whose QEMU does not answer; libvirt_up says whether the scrape failed as a whole), autostart, snapshots, metadata (domain XML), jobs (job info of the running domains), pools (storage pools: 0 when one timed out or could not be read).", "part"),
 		partDuration:   desc("scrape", "part_duration_seconds", "Time a part of the libvirt scrape took.", "part"),
 
-		domainInfo:          desc("domain", "info", "Metadata of a domain; role comes from the domain's <metadata> (see README).", "domain", "uuid", "role"),
+		domainInfo:          desc("domain", "info", "Metadata of a domain; role comes from the domain's <metadata> (see README), os_type, os_type_arch and os_type_machine from its <os><type>.", "domain", "os_type", "os_type_arch", "os_type_machine", "role", "uuid"),
 		domainScrapeSuccess: desc("domain", "scrape_success", "Whether everything about this domain could be read (stats, XML, snapshots).", dl...),
 		state:               desc("domain_info", "state", "Domain state as a libvirt code: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, 6 crashed, 7 suspended by guest power management.", "domain", "state_desc"),
 		stateReason:         desc("domain_info", "state_reason", "libvirt's reason code for the state; its meaning depends on the state (shut off: 1 shut down, 2 destroyed, 3 crashed, 5 saved, 6 failed to start; paused: 1 by a user, 2 migration, 5 I/O error, e.g. its storage full, 6 watchdog).", dl...),
@@ -93,8 +107,12 @@ func newDescriptors() descriptors {
 		snapshotOldest:      desc("domain", "snapshot_oldest_timestamp_seconds", "Creation time of the domain's oldest snapshot.", dl...),
 		snapshotNewest:      desc("domain", "snapshot_newest_timestamp_seconds", "Creation time of the domain's newest snapshot.", dl...),
 
-		memUsedPercent:   desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver.", dl...),
+		memUsedPercent:   desc("domain_memory_stats", "used_percent", "Memory used by the guest, in percent: (available - usable) / available * 100, from the balloon driver; NaN for a running domain whose guest reports none, as inovex/prometheus-libvirt-exporter gives it.", dl...),
 		memStatsReported: desc("domain_memory_stats", "guest_reported", "For a running domain: 1 if its guest reports memory use (balloon statistics: available and usable), 0 if not. Without them the VM memory alerts, memory band and memory right-sizing cannot work; enable with virsh dommemstat DOMAIN --period 10 --live --config.", dl...),
+
+		timedOut:          desc("domain", "timed_out", "Whether a call for this domain was given up in this scrape, or libvirt could not ask its QEMU (its monitor busy or not answering): 1, else 0. Series of inovex/prometheus-libvirt-exporter; libvirt_domain_scrape_success says more.", dl...),
+		memCurrentBalloon: desc("domain_memory_stats", "current_balloon_bytes", "Current balloon size of a running domain, as libvirt_domain_memory_stats_actual_balloon_bytes. Series of inovex/prometheus-libvirt-exporter.", dl...),
+		memMaximum:        desc("domain_memory_stats", "maximum_bytes", "Maximum memory of a running domain (balloon.maximum), as libvirt_domain_info_maximum_memory_bytes. Series of inovex/prometheus-libvirt-exporter.", dl...),
 
 		vcpuCurrent: desc("domain_vcpu", "current", "Number of online vCPUs.", dl...),
 		vcpuMaximum: desc("domain_vcpu", "maximum", "Maximum number of vCPUs.", dl...),
@@ -103,8 +121,29 @@ func newDescriptors() descriptors {
 		vcpuWait:    desc("domain_vcpu", "wait_seconds_total", "Time the vCPU wanted to run but the host scheduler ran something else (host CPU contention).", "domain", "vcpu"),
 		vcpuDelay:   desc("domain_vcpu", "delay_seconds_total", "Time the vCPU waited in the run queue; seen by the guest as steal time.", "domain", "vcpu"),
 
-		blockInfo: desc("domain_block_stats", "info", "Metadata of a block device of the domain.", "domain", "target_device", "source_file"),
+		blockInfo: desc("domain_block_stats", "info", "Metadata of a block device of the domain, from its <disk> element (the labels of inovex/prometheus-libvirt-exporter).",
+			"domain", "disk_type", "driver_cache", "driver_discard", "driver_name", "driver_type", "serial", "source_file", "source_protocol", "target_bus", "target_device"),
 		ifaceInfo: desc("domain_interface_stats", "info", "Metadata of a network interface of the domain.", "domain", "target_device", "source_bridge", "mac_address"),
+	}
+	const ms = 1e-3
+	for _, m := range []struct {
+		name, help string
+		value      func(j *jobInfo) float64
+	}{
+		{"type", "Type of the domain's current job (virDomainJobType): 0 none, 1 bounded (its time remaining known: a migration), 2 unbounded (a backup), 3 completed, 4 failed, 5 cancelled.", func(j *jobInfo) float64 { return float64(j.Type) }},
+		{"time_elapsed_seconds", "Time since the domain's current job started.", func(j *jobInfo) float64 { return float64(j.TimeElapsedMS) * ms }},
+		{"time_remaining_seconds", "Time the domain's current job is expected to take still (bounded jobs).", func(j *jobInfo) float64 { return float64(j.TimeRemainingMS) * ms }},
+		{"data_total_bytes", "Data the domain's current job handles in all: memory plus files.", func(j *jobInfo) float64 { return float64(j.DataTotal) }},
+		{"data_processed_bytes", "Data the domain's current job has handled.", func(j *jobInfo) float64 { return float64(j.DataProcessed) }},
+		{"data_remaining_bytes", "Data the domain's current job has still to handle.", func(j *jobInfo) float64 { return float64(j.DataRemaining) }},
+		{"memory_total_bytes", "Guest memory the domain's current job (migration, save, dump) handles in all.", func(j *jobInfo) float64 { return float64(j.MemTotal) }},
+		{"memory_processed_bytes", "Guest memory the domain's current job has handled.", func(j *jobInfo) float64 { return float64(j.MemProcessed) }},
+		{"memory_remaining_bytes", "Guest memory the domain's current job has still to handle.", func(j *jobInfo) float64 { return float64(j.MemRemaining) }},
+		{"file_total_bytes", "Disk data the domain's current job (backup, storage migration) handles in all.", func(j *jobInfo) float64 { return float64(j.FileTotal) }},
+		{"file_processed_bytes", "Disk data the domain's current job has handled.", func(j *jobInfo) float64 { return float64(j.FileProcessed) }},
+		{"file_remaining_bytes", "Disk data the domain's current job has still to handle.", func(j *jobInfo) float64 { return float64(j.FileRemaining) }},
+	} {
+		d.job = append(d.job, jobMetric{desc: desc("domain_job_info", m.name, m.help+" Series of inovex/prometheus-libvirt-exporter, for running domains.", dl...), value: m.value})
 	}
 	const kib = 1024
 	for _, b := range []struct {
@@ -167,7 +206,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		d.domainInfo, d.domainScrapeSuccess, d.state, d.stateReason, d.vcpus, d.maxMemory, d.memoryUsage, d.cpuTime,
 		d.autostart, d.snapshots, d.snapshotOldest, d.snapshotNewest, d.memUsedPercent, d.memStatsReported,
 		d.vcpuCurrent, d.vcpuMaximum, d.vcpuState, d.vcpuTime, d.vcpuWait, d.vcpuDelay,
-		d.blockInfo, d.ifaceInfo,
+		d.blockInfo, d.ifaceInfo, d.timedOut, d.memCurrentBalloon, d.memMaximum,
 	} {
 		ch <- x
 	}
@@ -178,6 +217,9 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 		ch <- m.desc
 	}
 	for _, m := range d.iface {
+		ch <- m.desc
+	}
+	for _, m := range d.job {
 		ch <- m.desc
 	}
 }
@@ -191,7 +233,7 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	dl := domainLabelPairs(name)
 	// Room for every metric the record can give, so one allocation holds
 	// them all.
-	slab := metricSlab{free: make([]domainMetric, 16+len(s.Balloon)+4*len(s.VCPUs)+
+	slab := metricSlab{free: make([]domainMetric, 20+len(d.job)+len(s.Balloon)+4*len(s.VCPUs)+
 		(1+len(d.block))*len(s.Block)+(1+len(d.iface))*len(s.Net))}
 	emit := func(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels []*dto.LabelPair) {
 		ch <- slab.next(desc, vt, v, labels)
@@ -206,8 +248,9 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 	}
 
 	dgauge(d.domainScrapeSuccess, boolFloat(len(r.errs) == 0 && s.HasState))
+	dgauge(d.timedOut, boolFloat(r.timedOut))
 	if r.meta != nil {
-		dgaugeWith(d.domainInfo, 1, "role", r.meta.Role, "uuid", r.uuid)
+		dgaugeWith(d.domainInfo, 1, "os_type", r.meta.OSType, "os_type_arch", r.meta.OSArch, "os_type_machine", r.meta.OSMachine, "role", r.meta.Role, "uuid", r.uuid)
 	}
 	if s.HasState {
 		desc, ok := stateDescriptions[s.State]
@@ -265,8 +308,28 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			reported = true
 		}
 	}
+	// A running domain whose guest reports no memory use has NaN, as
+	// inovex/prometheus-libvirt-exporter gives it ((0-0)/0): its users'
+	// panels keep the series, and no comparison holds for NaN, so no alert
+	// reads it as a value. A domain whose record is incomplete has none.
+	if !reported && s.active() && len(r.errs) == 0 {
+		dgauge(d.memUsedPercent, math.NaN())
+	}
 	if s.HasState && s.State == stateRunning {
 		dgauge(d.memStatsReported, boolFloat(reported))
+	}
+	if s.active() {
+		if v, ok := s.Balloon["current"]; ok {
+			dgauge(d.memCurrentBalloon, v*1024)
+		}
+		if v, ok := s.Balloon["maximum"]; ok {
+			dgauge(d.memMaximum, v*1024)
+		}
+	}
+	if r.job != nil {
+		for _, m := range d.job {
+			dgauge(m.desc, m.value(r.job))
+		}
 	}
 
 	if s.HasVCPU {
@@ -296,11 +359,17 @@ func (d *descriptors) emitDomain(ch chan<- prometheus.Metric, r *domainResult) {
 			continue // backing-chain entries repeat the name
 		}
 		seen[b.Name] = true
-		src := b.Path
-		if r.meta != nil && src == "" {
-			src = r.meta.Disks[b.Name].SourceFile
+		var dm diskMeta
+		if r.meta != nil {
+			dm = r.meta.Disks[b.Name]
 		}
-		dgaugeWith(d.blockInfo, 1, "source_file", src, "target_device", b.Name)
+		src := b.Path
+		if src == "" {
+			src = dm.SourceFile
+		}
+		dgaugeWith(d.blockInfo, 1, "disk_type", dm.DiskType, "driver_cache", dm.DriverCache, "driver_discard", dm.DriverDiscard,
+			"driver_name", dm.DriverName, "driver_type", dm.DriverType, "serial", dm.Serial, "source_file", src,
+			"source_protocol", dm.SourceProtocol, "target_bus", dm.TargetBus, "target_device", b.Name)
 		bl := withLabels(dl, "target_device", b.Name)
 		for _, m := range d.block {
 			if v, ok := b.Fields[m.field]; ok {

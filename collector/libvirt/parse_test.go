@@ -24,9 +24,12 @@ func TestParseDomainXML(t *testing.T) {
 			want: domainMeta{
 				Name: "db-prod-1", UUID: "3c1d8a2e-5b7f-4e4a-9d35-0a3a7f1e2b44", Role: "db",
 				VCPUs: 4, MaxMemoryKiB: 16777216, CurMemoryKiB: 8388608,
+				OSType: "hvm", OSArch: "x86_64", OSMachine: "pc-q35-7.2",
 				Disks: map[string]diskMeta{
-					"vda": {SourceFile: "/var/lib/libvirt/images/db-prod-1.qcow2", Device: "disk"},
-					"vdb": {SourceFile: "/dev/vg0/db-prod-1-data", Device: "disk"},
+					"vda": {SourceFile: "/var/lib/libvirt/images/db-prod-1.qcow2", DiskType: "file", TargetBus: "virtio", DriverName: "qemu", DriverType: "qcow2", Device: "disk"},
+					"vdb": {SourceFile: "/dev/vg0/db-prod-1-data", DiskType: "block", TargetBus: "virtio", DriverName: "qemu", DriverType: "raw", Device: "disk"},
+					"sda": {SourceFile: "vms/db-prod-1-logs", DiskType: "network", TargetBus: "scsi", DriverName: "qemu", DriverType: "raw",
+						DriverCache: "none", DriverDiscard: "unmap", SourceProtocol: "rbd", Serial: "LOGS-01", Device: "disk"},
 				},
 				Interfaces: map[string]interfaceMeta{
 					"vnet3": {SourceBridge: "br0", MACAddress: "52:54:00:AB:CD:EF"},

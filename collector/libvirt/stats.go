@@ -28,6 +28,14 @@ type domainStats struct {
 	Block       map[int]*deviceStats
 }
 
+// active reports whether libvirt runs the domain (running, blocked,
+// paused, shutting down, suspended): the domains
+// inovex/prometheus-libvirt-exporter reports beyond their state and info,
+// the way virDomainIsActive tells it.
+func (s domainStats) active() bool {
+	return s.HasState && s.State != 0 && s.State != stateShutoff && s.State != stateCrashed
+}
+
 type vcpuStats struct {
 	Fields map[string]float64 // state, time, wait, delay, halted
 }

@@ -340,7 +340,7 @@ func (c *Collector) askOneByOne(s *session, doms []golibvirt.Domain, deadline ti
 		slots  = make(chan struct{}, c.cfg.StatsBatches)
 	)
 	for _, d := range doms {
-		failed[formatUUID(d.UUID)] = "stats: no answer in this scrape (the guest's QEMU monitor does not answer)"
+		failed[formatUUID(d.UUID)] = noAnswerReason
 	}
 	wg.Add(len(doms))
 	for _, d := range doms {
@@ -399,7 +399,7 @@ func (c *Collector) domainResults(recs []golibvirt.DomainStatsRecord, listed []g
 		if !ok {
 			continue // undefined between the listing and its stats call
 		}
-		d := &domainResult{dom: dom, name: dom.Name, uuid: id, stats: parseDomainStats(nil), errs: []string{reason}}
+		d := &domainResult{dom: dom, name: dom.Name, uuid: id, stats: parseDomainStats(nil), errs: []string{reason}, timedOut: reason == noAnswerReason}
 		byUUID[id] = d
 		out = append(out, d)
 	}
@@ -407,6 +407,10 @@ func (c *Collector) domainResults(recs []golibvirt.DomainStatsRecord, listed []g
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
+
+// noAnswerReason is why a domain asked on its own has no stats: its call
+// was given up at the deadline (libvirt_domain_timed_out 1).
+const noAnswerReason = "stats: no answer in this scrape (the guest's QEMU monitor does not answer)"
 
 // markIncomplete marks the records libvirt answered without asking the
 // guest's QEMU. With NOWAIT libvirt skips the monitor of a domain whose
@@ -426,6 +430,7 @@ func markIncomplete(results []*domainResult) {
 		_, current := s.Balloon["current"]
 		_, rss := s.Balloon["rss"]
 		if current && !rss {
+			d.timedOut = true
 			d.errs = append(d.errs, "stats: libvirt could not query the guest's QEMU (its monitor is busy or does not answer); memory, block and vCPU figures missing")
 		}
 	}

@@ -7,11 +7,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// libvirtParts are the scrape parts of the libvirt collector; pools came
-// with issue 28.
-const libvirtParts = 5
+// libvirtParts are the scrape parts of the libvirt collector: stats,
+// autostart, snapshots, metadata and, since issue 28, pools and jobs.
+const libvirtParts = 6
 
-// LibvirtComplete reports whether a scrape has libvirt_up 1, all five
+// LibvirtComplete reports whether a scrape has libvirt_up 1, all six
 // scrape parts and every domain successful and, when want is not nil,
 // exactly the domains of want (LibvirtDomains order); otherwise it says
 // what is missing.
