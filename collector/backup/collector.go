@@ -365,6 +365,9 @@ func (c *Collector) store(res *jobResult) {
 		res.Data.LastSuccess = prev.Data.LastSuccess
 		res.Data.PrevSuccessSize, res.Data.HasPrevSize = prev.Data.PrevSuccessSize, prev.Data.HasPrevSize
 	}
+	if res.ScanOK {
+		c.logNewFailure(prev, res)
+	}
 	var before map[string]string
 	if prev != nil {
 		before = prev.Unreadable
@@ -373,6 +376,26 @@ func (c *Collector) store(res *jobResult) {
 		c.logger.Warn("Backup evidence unreadable: the verdict leaves it out", "backup_job", res.Job.Name, "path", p, "err", res.Unreadable[p])
 	}
 	c.results[res.Job.Name] = res
+}
+
+// logNewFailure logs a failed newest run once, with its reason, when a
+// scan first sees it (or the exporter starts), not at every scan.
+func (c *Collector) logNewFailure(prev, res *jobResult) {
+	r := res.Data.LastFinished
+	if r == nil || r.Success {
+		return
+	}
+	if prev != nil && prev.Data != nil {
+		if p := prev.Data.LastFinished; p != nil && !p.Success && p.Start.Equal(r.Start) && p.End.Equal(r.End) {
+			return
+		}
+	}
+	args := []any{"backup_job", res.Job.Name, "type", res.Job.Type, "reason", display(FailureReason(res.Job, r)),
+		"start", r.Start.Format(time.RFC3339), "end", r.End.Format(time.RFC3339), "error_lines", r.Errors}
+	if r.EndRef.File != "" {
+		args = append(args, "end_line", fmt.Sprintf("%s:%d", display(r.EndRef.File), r.EndRef.Line))
+	}
+	c.logger.Warn("Backup run failed", args...)
 }
 
 // scanKey names one job's scan of one source.
@@ -416,6 +439,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if res.Data != nil {
 			c.d.emitData(ch, name, res.Data)
+			if r := res.Data.LastFinished; r != nil && !r.Success {
+				g(c.d.lastRunFailure, 1, name, display(FailureReason(j, r)))
+			}
 		}
 	}
 }
@@ -434,6 +460,7 @@ type descriptors struct {
 	jobInfo, maxAge                                                *prometheus.Desc
 	lastSuccess, lastRun, lastRunSuccess, running, lastRunDuration *prometheus.Desc
 	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
+	lastRunFailure                                                 *prometheus.Desc
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
 	vmLastRunSuccess                                               *prometheus.Desc
@@ -460,6 +487,7 @@ func newDescriptors() descriptors {
 		running:                d("running", "1 while a run is in progress.", j),
 		lastRunDuration:        d("last_run_duration_seconds", "Duration of the newest finished run.", j),
 		lastRunErrors:          d("last_run_errors", "Error lines in the newest finished run's log.", j),
+		lastRunFailure:         d("last_run_failure_info", "1 while the newest finished run failed; reason says why in a few words (killed at a step, rclone ERROR lines, a disk not copied), the way /backups explains it. Absent while it succeeded.", j, "reason"),
 		successSize:            d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
 		successDisk:            d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
 		successFiles:           d("last_success_files", "Files in the newest successful backup.", j),
@@ -489,7 +517,7 @@ func newDescriptors() descriptors {
 func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
-		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
+		d.running, d.lastRunDuration, d.lastRunErrors, d.lastRunFailure, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
 		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable, d.prevSuccessSize, d.vmPrevSize,
 		d.scanSuccess, d.scanDuration, d.scanTime, d.unreadablePaths, d.vmDefinitionUnreadable,

@@ -29,6 +29,7 @@ const maxDomainXML = 4 << 20
 func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
 	d.UnreadableVMs = map[string]bool{}
+	d.MissingDiskWhy = map[string][]string{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
 	visit := func(s setRuns, success bool) {
 		xmlDir := filepath.Join(s.set.path, j.VMXMLDir)
@@ -58,9 +59,12 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				continue
 			}
 			if _, counted := d.MissingDisks[vm]; !counted {
-				d.MissingDisks[vm] = missing
+				d.MissingDisks[vm] = len(missing)
+				if len(missing) > 0 {
+					d.MissingDiskWhy[vm] = missing
+				}
 			}
-			if missing == 0 {
+			if len(missing) == 0 {
 				d.VMs[vm] = vmBackup{Time: s.runs[s.lastSuccess()].End, HasSize: true, SizeBytes: size}
 			}
 		}
@@ -84,20 +88,21 @@ type domainDisks struct {
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
 // (device "disk"; CD-ROMs and floppies are media, not the VM's data) in the
 // set's images directory, with every image its backing chain needs. It
-// returns the apparent size of the copies found and how many disks cannot
-// be restored from the set: a block device (LVM), a network disk (iSCSI,
-// RBD), a file outside imagesSource, a copy missing, or an overlay whose
-// backing file is one of those.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing int, err error) {
+// returns the apparent size of the copies found and, for each disk that
+// cannot be restored from the set, why: a block device (LVM), a network
+// disk (iSCSI, RBD), a file outside imagesSource, a copy missing, or an
+// overlay whose backing file is one of those. The reasons are what
+// /backups shows for the VM.
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []string, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
-		return 0, 0, err
+		return 0, nil, err
 	}
 	defer f.Close()
 	var dom domainDisks
 	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, 0, fmt.Errorf("reading %s: %w", xmlPath, err)
+		return 0, nil, fmt.Errorf("reading %s: %w", xmlPath, err)
 	}
 	for _, disk := range dom.Disks {
 		if disk.Device != "" && disk.Device != "disk" {
@@ -106,7 +111,7 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
-			missing++
+			missing = append(missing, why)
 		}
 	}
 	return size, missing, nil

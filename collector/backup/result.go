@@ -64,6 +64,10 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
+	// MissingDiskWhy says for each of those disks why it cannot be
+	// restored ("no copy of /var/lib/libvirt/images/a.img in the set"):
+	// what /backups shows in the VM's row.
+	MissingDiskWhy map[string][]string
 	// UnreadableVMs are the VMs whose newest definition in the job's sets
 	// could not be read (dated_dir): they cannot be judged.
 	UnreadableVMs map[string]bool

@@ -1,0 +1,243 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// explainTrees builds, with the operator's scripts, a dated_dir job whose
+// newest run was killed in step 2 (after a good set), a restore log of a
+// successful restore of the good set, and a vzdump directory where guest
+// 101's dump failed. The good set also holds two VM definitions whose
+// names are HTML and not UTF-8, as a file name may be. It returns the
+// jobs and the time to judge them at (after the killed run's timeout).
+func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
+	t.Helper()
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	good := filepath.Join(base, "2025-05-27")
+	for _, name := range []string{"<script>alert(1)<", "bad\xff\xfename"} {
+		xml, err := os.ReadFile(filepath.Join(good, "vm_xml", "vm-a.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(good, "vm_xml", name+".xml"), xml, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	killGroup(startHanging(t, append(env, "DATE=2025-05-28"), script, filepath.Join(base, "2025-05-28", "backup.log"), "[2/5]"))
+
+	restore, renv, restoreLog, _ := restoreScript(t, env, good)
+	runCmd(t, renv, restore)
+
+	// vzdump as Proxmox leaves it (REQUIREMENTS §1): 100 finished, 101
+	// failed with its ERROR line and no archive.
+	pve := t.TempDir()
+	stamp := time.Now().Add(-time.Hour)
+	name := func(id string) string { return "vzdump-qemu-" + id + "-" + stamp.Format("2006_01_02-15_04_05") }
+	day := stamp.Format("2006-01-02 15:04:05")
+	for path, content := range map[string]string{
+		name("100") + ".vma.zst": strings.Repeat("z", 4096),
+		name("100") + ".log":     day + " INFO: Starting Backup of VM 100 (qemu)\n" + day + " INFO: archive file size: 4KB\n" + day + " INFO: Finished Backup of VM 100 (00:00:17)\n",
+		name("101") + ".log":     day + " INFO: Starting Backup of VM 101 (qemu)\n" + day + " ERROR: Backup of VM 101 failed - no space left on device\n",
+	} {
+		if err := os.WriteFile(filepath.Join(pve, path), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []Job{
+		{Name: "kvm-host", Type: TypeDatedDir, Path: base, MaxAge: Duration(26 * time.Hour)},
+		{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog, MaxAge: Duration(35 * 24 * time.Hour)},
+		{Name: "pve", Type: TypeVzdump, Path: pve, MaxAge: Duration(26 * time.Hour)},
+	}, time.Now().Add(2 * time.Hour)
+}
+
+// TestExplainOnRealTrees: /backups and --backup.explain say which job
+// failed and why, quote the lines a verdict rests on, and show every VM's
+// row; names read from disk are shown safely.
+func TestExplainOnRealTrees(t *testing.T) {
+	jobs, now := explainTrees(t)
+	var logBuf bytes.Buffer
+	for i := range jobs {
+		jobs[i].setDefaults()
+	}
+	c := New(&Config{Jobs: jobs}, Options{Now: func() time.Time { return now }}, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	c.ScanOnce(context.Background())
+	c.ScanOnce(context.Background())
+
+	snap := now.Add(-72 * time.Hour)
+	ex := c.Explain(ExplainOptions{HostVMs: map[string]HostVM{"vm-a": {OldestSnapshot: snap}, "vm-new": {}}})
+	if want := []string{"kvm-host", "pve"}; !slices.Equal(ex.Failed, want) {
+		t.Errorf("failed jobs = %v, want %v", ex.Failed, want)
+	}
+	byName := map[string]JobView{}
+	for _, j := range ex.Jobs {
+		byName[j.Name] = j
+	}
+	kvm, restore, pve := byName["kvm-host"], byName["restore-test"], byName["pve"]
+	if kvm.Verdict != VerdictFailed || restore.Verdict != VerdictOK || pve.Verdict != VerdictFailed {
+		t.Fatalf("verdicts: kvm-host %q, restore-test %q, pve %q", kvm.Verdict, restore.Verdict, pve.Verdict)
+	}
+	// The killed run: its reason comes from the step log's parser, or the
+	// dated_dir rule it missed; either way the page says it.
+	if kvm.LastRun == nil || kvm.LastRun.State != "failed" || kvm.LastRun.Reason == "" || !strings.Contains(kvm.Why, kvm.LastRun.Reason) {
+		t.Errorf("kvm-host: newest run %+v, why %q: want a failed run with its reason", kvm.LastRun, kvm.Why)
+	}
+	if kvm.LastSuccess == nil || kvm.LastSuccess.State != "succeeded" {
+		t.Errorf("kvm-host: the previous success is missing: %+v", kvm.LastSuccess)
+	}
+	// vzdump: the failed guest's ERROR line, quoted with its file and line.
+	if r := pve.LastRun; r == nil || r.EndRef == nil || r.EndRef.Line != 2 || !strings.HasSuffix(r.EndRef.File, ".log") ||
+		!strings.Contains(r.EndRef.Text, "ERROR: Backup of VM 101 failed - no space left on device") ||
+		r.Reason != "guest 101: Backup of VM 101 failed - no space left on device" {
+		t.Errorf("pve: newest run %+v (end ref %+v)", r, r.EndRef)
+	}
+
+	rows := map[string]VMRow{}
+	for _, r := range kvm.VMs {
+		rows[r.Domain] = r
+	}
+	if len(kvm.VMs) != 7 {
+		t.Errorf("kvm-host rows: %+v, want vm-a to vm-d, vm-new and the two odd names", kvm.VMs)
+	}
+	if r := rows["vm-a"]; r.LastCopy == "" || r.Stale || r.OldestSnapshot == "" || r.RestoreJob != "restore-test" || r.NotOnHost {
+		t.Errorf("vm-a row: %+v", r)
+	}
+	if r := rows["vm-c"]; r.MissingCount != 1 || len(r.MissingDisks) != 1 || !strings.Contains(r.MissingDisks[0], "/srv/vms/vm-c.img is outside") || r.LastCopy != "" || !r.Stale {
+		t.Errorf("vm-c row (disk outside the images directory): %+v", r)
+	}
+	if r := rows["vm-new"]; !r.NeverBackedUp || r.LastCopy != "" {
+		t.Errorf("vm-new row (defined, never backed up): %+v", r)
+	}
+	if r, ok := rows[`bad\xff\xfename`]; !ok || !r.NotOnHost {
+		t.Errorf("the non-UTF-8 name is not shown as \\xNN: rows %v", slices.Sorted(func(yield func(string) bool) {
+			for k := range rows {
+				if !yield(k) {
+					return
+				}
+			}
+		}))
+	}
+
+	var text, page bytes.Buffer
+	if err := ex.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.WriteHTML(&page, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"== kvm-host (dated_dir): failed ==",
+		"why failed: " + kvm.LastRun.Reason,
+		"== restore-test (restore_log): ok ==",
+		"== pve (vzdump): failed ==",
+		fmt.Sprintf("end line:   %s:2: ", pve.LastRun.EndRef.File),
+		"/srv/vms/vm-c.img is outside /var/lib/libvirt/images",
+		"vm-new: no complete copy; defined on the host, never backed up",
+		`bad\xff\xfename: newest complete copy`,
+		"Failed: kvm-host, pve",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("explain text lacks %q:\n%s", want, text.String())
+		}
+	}
+	html := page.String()
+	if strings.Contains(html, "<script>") || !strings.Contains(html, "&lt;script&gt;alert(1)&lt;") {
+		t.Errorf("a VM named <script>alert(1)< is not escaped on the page")
+	}
+	if !strings.Contains(html, `bad\xff\xfename`) || strings.Contains(html, "\xff") {
+		t.Errorf("the non-UTF-8 name is not shown as \\xNN on the page")
+	}
+	for _, want := range []string{"no space left on device", "never backed up", "Failed: kvm-host, pve", `<span class="verdict">failed</span>`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+
+	// The failure is logged once for two scans, with its reason, and the
+	// reason is a series for BackupFailed's description.
+	logged := strings.Count(logBuf.String(), `msg="Backup run failed" backup_job=kvm-host`)
+	if logged != 1 {
+		t.Errorf("the failed run of kvm-host was logged %d times over two scans, want once:\n%s", logged, logBuf.String())
+	}
+	mf := gatherFrom(t, c)
+	if v := val(t, mf, "vmhost_backup_last_run_failure_info", map[string]string{"backup_job": "kvm-host", "reason": kvm.LastRun.Reason}); v != 1 {
+		t.Errorf("failure info = %v", v)
+	}
+	absent(t, mf, "vmhost_backup_last_run_failure_info", map[string]string{"backup_job": "restore-test"})
+}
+
+// TestContentsJudgedSetSaysWhatIsMissing: a set of a log-less script
+// (success_from: contents) fails because a VM's disk is not in it, and
+// says which.
+func TestContentsJudgedSetSaysWhatIsMissing(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	job := Job{Name: "kvmhost", Type: TypeDatedDir, Path: base, SuccessFrom: SuccessFromContents}
+	job.setDefaults()
+	c := newTestCollector(t, time.Now().Add(2*time.Hour), job)
+	ex := c.Explain(ExplainOptions{})
+	want := "a disk of VM vm-c is not in the set: /srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies"
+	if got := ex.Jobs[0]; got.Verdict != VerdictFailed || got.LastRun == nil || got.LastRun.Reason != want {
+		t.Errorf("verdict %q, newest run %+v; want failed: %s", got.Verdict, got.LastRun, want)
+	}
+}
+
+// bigExplanation is a job with n VMs, every one with a missing disk, as
+// one scan of a large host would leave it.
+func bigExplanation(n int) *Collector {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	job := Job{Name: "kvm-host", Type: TypeDatedDir, Path: "/backup/kvm", MaxAge: Duration(26 * time.Hour)}
+	job.setDefaults()
+	d := &jobData{VMs: map[string]vmBackup{}, MissingDisks: map[string]int{}, MissingDiskWhy: map[string][]string{}}
+	for i := range n {
+		vm := fmt.Sprintf("guest-%04d-<b>&\"x\"", i)
+		d.VMs[vm] = vmBackup{Time: now.Add(-time.Duration(i) * time.Minute)}
+		d.MissingDisks[vm] = 1
+		d.MissingDiskWhy[vm] = []string{fmt.Sprintf("/srv/vms/%s-data.img is outside /var/lib/libvirt/images, which the backup copies", vm)}
+	}
+	r := run{Start: now.Add(-time.Hour), End: now.Add(-time.Minute), Finished: true, Success: true}
+	d.add(r)
+	c := New(&Config{Jobs: []Job{job}}, Options{Now: func() time.Time { return now }, Location: time.UTC}, testLogger())
+	c.results[job.Name] = &jobResult{Job: job, ScanOK: true, Data: d, ScanTime: now}
+	return c
+}
+
+// TestPageStaysSmall: a host with 1,000 VMs gets a page an operator's
+// browser opens at once.
+func TestPageStaysSmall(t *testing.T) {
+	c := bigExplanation(1000)
+	var page bytes.Buffer
+	if err := c.Explain(ExplainOptions{}).WriteHTML(&page, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if page.Len() > 1<<20 {
+		t.Errorf("/backups for 1,000 VMs is %d bytes, want under 1 MiB", page.Len())
+	}
+	if n := strings.Count(page.String(), "<tr>"); n != 1001 {
+		t.Errorf("%d table rows, want 1,000 VMs and the header", n)
+	}
+	t.Logf("/backups for 1,000 VMs: %d bytes", page.Len())
+}
+
+// BenchmarkBackupsPage renders /backups for 1,000 VMs.
+func BenchmarkBackupsPage(b *testing.B) {
+	c := bigExplanation(1000)
+	var page bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		page.Reset()
+		if err := c.Explain(ExplainOptions{}).WriteHTML(&page, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(page.Len()), "bytes/page")
+}
