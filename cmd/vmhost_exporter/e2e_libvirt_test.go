@@ -77,14 +77,24 @@ func TestEndToEndGolden(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "dumps", "db-2.sql.gz"), strings.Repeat("2", 1200), day)
 	writeFile(t, filepath.Join(dir, "kvm_restore.log"), "2025-05-01 10:00:00 - === KVM ホスト復元開始 ===\n"+
 		"2025-05-01 10:00:01 - [1/4] libvirt設定を復元中...\n2025-05-01 10:20:00 - 復元完了。必要であれば再起動してください。\n", day)
+	// A vzdump job whose newest run failed (guest 101's ERROR line, no
+	// archive), for the series that say why (issue 26): guest 100's
+	// archive is from the night before.
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-100-2025_05_27-02_00_00.vma.zst"), strings.Repeat("z", 2048), day.Add(-25*time.Hour))
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-100-2025_05_27-02_00_00.log"), "2025-05-27 02:00:00 INFO: Starting Backup of VM 100 (qemu)\n"+
+		"2025-05-27 02:00:17 INFO: Finished Backup of VM 100 (00:00:17)\n", day.Add(-25*time.Hour))
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-101-2025_05_28-02_00_00.log"), "2025-05-28 02:00:00 INFO: Starting Backup of VM 101 (qemu)\n"+
+		"2025-05-28 02:00:05 ERROR: Backup of VM 101 failed - no space left on device\n", day.Add(-time.Hour))
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
-		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n", time.Time{})
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n"+
+		"  - name: pve\n    type: vzdump\n    path: "+dir+"/pve\n    max_age: 26h\n", time.Time{})
 	t.Setenv("TZ", "UTC")
 	e := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
 	waitFor(t, e.URL+"/metrics", "backup scans", func(mf map[string]*dto.MetricFamily) bool {
 		return has("vmhost_backup_scan_success", map[string]string{"backup_job": "mysql-dumps"})(mf) &&
-			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf)
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "pve"})(mf)
 	})
 	body, _ := fetch(t, e.URL+"/metrics")
 	got := ownMetrics(t, body)

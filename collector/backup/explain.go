@@ -276,13 +276,22 @@ func FailureReason(j Job, r *run) string {
 		if j.SuccessFrom == SuccessFromContents {
 			return "the set is not complete" + errs
 		}
-		return fmt.Sprintf("%s has no success line (%s)%s", j.LogName, j.SuccessPattern, errs)
+		return fmt.Sprintf("%s ends without %s%s", j.LogName, successLine(j.SuccessPattern, defaultStepSuccess, "its final step line [n/n]"), errs)
 	case TypeRestoreLog:
-		return fmt.Sprintf("the restore log has no success line (%s)%s", j.SuccessPattern, errs)
+		return fmt.Sprintf("the restore log ends without %s%s", successLine(j.SuccessPattern, defaultRestoreSuccess, "its success line (復元完了)"), errs)
 	case TypeVzdump:
 		return "a guest's dump failed" + errs
 	}
 	return "the run did not succeed" + errs
+}
+
+// successLine names the line a run lacks: in words for the default
+// pattern, else the job's pattern.
+func successLine(re Regexp, def, words string) string {
+	if re.Regexp == nil || re.String() == def {
+		return words
+	}
+	return fmt.Sprintf("a line matching %s", re)
 }
 
 // vmRows lists the VMs of a job, and, when the host's VMs are known, the

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"fmt"
+	htmltemplate "html/template"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
+)
+
+// Names of VM definitions that a page must show safely: HTML, a byte that
+// is not UTF-8 (a Latin-1 é), and a name long enough to widen a page that
+// does not wrap it.
+var (
+	htmlVM = "<i>italic<"
+	latin1 = "caf\xe9"
+	longVM = strings.Repeat("very-long-vm-name-", 12)
+)
+
+// explainTrees builds, with the operator's scripts run as root, the trees
+// of three jobs in a shared temp dir, and returns its config: "kvm"
+// (kvm_backup.sh: a good set, then a run killed in step 2 as a reboot
+// would), "kvm-ok" (one good set) and "restore-test" (kvm_restore.sh on
+// kvm's good set). The good set of kvm also holds VM definitions with odd
+// names. okConfig holds only the two jobs that succeeded.
+func explainTrees(t *testing.T) (config, okConfig string) {
+	t.Helper()
+	testenv.LookPath(t, "rsync", "rsync")
+	testenv.LookPath(t, "virsh", "libvirt-clients")
+	root := testenv.SharedTempDir(t)
+	src := filepath.Join(root, "src")
+	for _, d := range []string{"libvirt/qemu", "images", "network-scripts", "etc"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range map[string]string{
+		"libvirt/libvirtd.conf": "# defaults\n", "images/vm-a.img": strings.Repeat("a", 64<<10),
+		"images/vm-b.qcow2": strings.Repeat("q", 30000), "images/vm-b-data.img": strings.Repeat("d", 7000),
+		"network-scripts/ifcfg-br0": "DEVICE=br0\n", "etc/hosts": "127.0.0.1 localhost\n", "etc/fstab": "# fstab\n",
+	} {
+		writeFile(t, filepath.Join(src, name), content, time.Time{})
+	}
+	vms := filepath.Join(testenv.RepoRoot(), "collector", "backup", "testdata", "vms.xml")
+	env := []string{
+		"SRC_LIBVIRT=" + filepath.Join(src, "libvirt"), "SRC_IMAGES=" + filepath.Join(src, "images"),
+		"SRC_NETWORK=" + filepath.Join(src, "network-scripts"), "SRC_ETC=" + filepath.Join(src, "etc"),
+		"VIRSH=virsh -c test://" + vms,
+	}
+	kvm, kvmOK := filepath.Join(root, "backup", "kvm"), filepath.Join(root, "backup", "kvm-ok")
+	runScript(t, "kvm_backup.sh", append(env, "BACKUP_BASE="+kvm, "DATE=2025-05-27")...)
+	runScript(t, "kvm_backup.sh", append(env, "BACKUP_BASE="+kvmOK, "DATE=2025-05-28")...)
+	good := filepath.Join(kvm, "2025-05-27")
+	xml, err := os.ReadFile(filepath.Join(good, "vm_xml", "vm-a.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{htmlVM, latin1, longVM} {
+		writeFile(t, filepath.Join(good, "vm_xml", name+".xml"), string(xml), time.Time{})
+	}
+
+	restoreLog := filepath.Join(root, "kvm_restore.log")
+	dst := filepath.Join(root, "restored")
+	for _, d := range []string{"libvirt", "images", "sysconfig", "etc"} {
+		if err := os.MkdirAll(filepath.Join(dst, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runScript(t, "kvm_restore.sh", append(env, "BACKUP_DIR="+good, "LOGFILE="+restoreLog,
+		"DST_LIBVIRT="+filepath.Join(dst, "libvirt"), "DST_IMAGES="+filepath.Join(dst, "images"),
+		"DST_SYSCONFIG="+filepath.Join(dst, "sysconfig"), "DST_ETC="+filepath.Join(dst, "etc"))...)
+
+	// The killed run: its virsh never answers, so it stops in step 2.
+	hang := filepath.Join(root, "virsh-hangs")
+	writeFile(t, hang, "#!/bin/sh\nexec sleep 600\n", time.Time{})
+	if err := os.Chmod(hang, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "collector", "backup", "testdata", "kvm_backup.sh"))
+	cmd.Env = append(os.Environ(), append(env, "BACKUP_BASE="+kvm, "DATE=2025-05-28", "VIRSH="+hang)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }
+	t.Cleanup(kill)
+	killedLog := filepath.Join(kvm, "2025-05-28", "backup.log")
+	testenv.Eventually(t, 30*time.Second, "kvm_backup.sh reaches step 2", func() (bool, string) {
+		b, _ := os.ReadFile(killedLog)
+		return strings.Contains(string(b), "[2/5]"), string(b)
+	})
+	kill()
+
+	// running_timeout 1s: the killed run counts as failed a second after
+	// its last write, not an hour.
+	jobKVM := fmt.Sprintf("  - name: kvm\n    type: dated_dir\n    path: %s\n    running_timeout: 1s\n    max_age: 26h\n", kvm)
+	others := fmt.Sprintf("  - name: kvm-ok\n    type: dated_dir\n    path: %s\n    max_age: 26h\n"+
+		"  - name: restore-test\n    type: restore_log\n    log_file: %s\n    max_age: 35d\n", kvmOK, restoreLog)
+	config, okConfig = filepath.Join(root, "backup.yml"), filepath.Join(root, "backup-ok.yml")
+	writeFile(t, config, "jobs:\n"+jobKVM+others, time.Time{})
+	writeFile(t, okConfig, "jobs:\n"+others, time.Time{})
+	return config, okConfig
+}
+
+// startExplained starts the exporter on config and waits until its scans
+// judge kvm failed and the others successful; it returns the reason the
+// exporter gives for kvm.
+func startExplained(t *testing.T, e *testenv.Exporter) string {
+	t.Helper()
+	mf := waitFor(t, e.URL+"/metrics", "kvm failed, kvm-ok and restore-test succeeded", func(mf map[string]*dto.MetricFamily) bool {
+		return equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "kvm"}, 0)(mf) &&
+			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "kvm-ok"}, 1)(mf) &&
+			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "restore-test"}, 1)(mf)
+	})
+	for _, m := range mf["vmhost_backup_last_run_failure_info"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["backup_job"] == "kvm" && labels["reason"] != "" {
+			return labels["reason"]
+		}
+	}
+	t.Fatalf("no vmhost_backup_last_run_failure_info{backup_job=\"kvm\"} with a reason")
+	return ""
+}
+
+var verdictRE = regexp.MustCompile(`<h2>(.*?) <small>\((.*?)\)</small> <span class="verdict">(.*?)</span></h2>`)
+
+// verdicts are the job headings of a /backups page: "kvm (dated_dir): failed".
+func verdicts(page string) []string {
+	var out []string
+	for _, m := range verdictRE.FindAllStringSubmatch(page, -1) {
+		out = append(out, fmt.Sprintf("%s (%s): %s", m[1], m[2], m[3]))
+	}
+	return out
+}
+
+// TestBackupsPageAndExplain: on the operator's trees, /backups (as root and
+// as the shipped unit's user) and --backup.explain say that kvm failed and
+// why, that kvm-ok and the restore test are fine, show every VM's row with
+// the odd names escaped, and log the failure once.
+func TestBackupsPageAndExplain(t *testing.T) {
+	config, okConfig := explainTrees(t)
+	flags := []string{"--collector.disable-defaults", "--collector.backup", "--backup.config-file=" + config, "--backup.scan-interval=1s"}
+	wantVerdicts := []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok"}
+
+	asRoot := testenv.StartExporter(t, flags...)
+	asService := testenv.StartExporterAsService(t, flags...)
+	for who, e := range map[string]*testenv.Exporter{"root": asRoot, "service": asService} {
+		reason := startExplained(t, e)
+		page, _ := fetch(t, e.URL+"/backups")
+		if got := verdicts(page); !slices.Equal(got, wantVerdicts) {
+			t.Errorf("%s: /backups verdicts %q, want %q", who, got, wantVerdicts)
+		}
+		for _, want := range []string{
+			"Why it failed: " + htmltemplate.HTMLEscapeString(reason),
+			"the newest finished run failed: " + htmltemplate.HTMLEscapeString(reason),
+			htmltemplate.HTMLEscapeString(htmlVM), `caf\xe9`, longVM,
+			// vm-c's disk lies outside the images directory the script copies.
+			"/srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies",
+			"Failed: kvm",
+		} {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s: /backups lacks %q", who, want)
+			}
+		}
+		if strings.Contains(page, htmlVM) || strings.Contains(page, "\xe9") || strings.Contains(page, "Unreadable") {
+			t.Errorf("%s: /backups shows a name unescaped, or unreadable paths:\n%s", who, page)
+		}
+		landing, _ := fetch(t, e.URL+"/")
+		if !strings.Contains(landing, `href="/backups"`) {
+			t.Errorf("%s: the landing page does not link /backups:\n%s", who, landing)
+		}
+	}
+
+	// Scanned every second: the failure is logged once, not per scan.
+	since := time.Now()
+	waitFor(t, asService.URL+"/metrics", "three more scans", func(mf map[string]*dto.MetricFamily) bool {
+		v, ok := testenv.Value(mf, "vmhost_backup_scan_timestamp_seconds", map[string]string{"backup_job": "kvm"})
+		return ok && v > float64(since.Add(3*time.Second).Unix())
+	})
+	failedLines := regexp.MustCompile(`(?m)^.*msg="Backup run failed".* backup_job=kvm .*reason=.*$`).FindAllString(asService.Output(), -1)
+	if len(failedLines) != 1 {
+		t.Errorf("the failed run was logged %d times, want once:\n%s", len(failedLines), asService.Output())
+	}
+
+	// --backup.explain: the same verdicts as text, exit status 1 for the
+	// failed job, as root and as the service's user; 0 without it.
+	bin := testenv.ExporterBinary(t)
+	for who, cmd := range map[string]*exec.Cmd{
+		"root":    exec.Command(bin, "--backup.explain", "--backup.config-file="+config),
+		"service": testenv.ShippedUnitIdentity(t).Command(t, bin, "--backup.explain", "--backup.config-file="+config),
+	} {
+		code, stdout, stderr := runExplain(t, cmd)
+		if code != 1 {
+			t.Errorf("%s: --backup.explain exit status %d, want 1\n%s\n%s", who, code, stdout, stderr)
+		}
+		for _, want := range []string{
+			"== kvm (dated_dir): failed ==", "    why failed: ", "== kvm-ok (dated_dir): ok ==",
+			"== restore-test (restore_log): ok ==", `caf\xe9: newest complete copy`, htmlVM + ": newest complete copy",
+			"vm-c: no complete copy", "missing disks: 1", "\nFailed: kvm\n",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%s: --backup.explain lacks %q:\n%s", who, want, stdout)
+			}
+		}
+		if !strings.Contains(stderr, `msg="Backup run failed"`) {
+			t.Errorf("%s: --backup.explain does not log the failed run:\n%s", who, stderr)
+		}
+	}
+	code, stdout, stderr := runExplain(t, exec.Command(bin, "--backup.explain", "--backup.config-file="+okConfig))
+	if code != 0 || strings.Contains(stdout, "Failed:") {
+		t.Errorf("--backup.explain on the successful jobs: exit status %d, want 0\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+func runExplain(t *testing.T, cmd *exec.Cmd) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("--backup.explain did not exit:\n%s", errOut.String())
+	}
+	return code, out.String(), errOut.String()
+}
+
+// overflowProbe is added to a page served to Chromium for measuring: it
+// writes the document's widths into the DOM, which --dump-dom prints. The
+// page under test itself has no script.
+const overflowProbe = `<script>window.addEventListener("load", function () {
+  var d = document.documentElement;
+  document.body.setAttribute("data-widths", d.scrollWidth + " " + d.clientWidth);
+});</script>`
+
+var widthsRE = regexp.MustCompile(`data-widths="(\d+) (\d+)"`)
+
+// overflow loads page (through a loopback server that adds the probe) in
+// Chromium at width x 900 and returns the document's scroll and client
+// widths.
+func overflow(t *testing.T, page string, width int) (scroll, client int) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		_, _ = io.WriteString(w, strings.Replace(page, "</body>", overflowProbe+"</body>", 1))
+	}))
+	defer srv.Close()
+	dom := testenv.Chromium(t, srv.URL, "--dump-dom", fmt.Sprintf("--window-size=%d,900", width), "--virtual-time-budget=5000")
+	m := widthsRE.FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the probe did not run:\n%s", dom)
+	}
+	scroll, _ = strconv.Atoi(m[1])
+	client, _ = strconv.Atoi(m[2])
+	return scroll, client
+}
+
+// TestBackupsPageInChromium: what a person sees of /backups in a browser
+// (Debian's Chromium, headless) served by the exporter as the shipped
+// unit's user: the verdicts and the reason as text, the odd names as
+// text (no element made of a file name), no horizontal scrolling at
+// 1280 or 800 pixels even with a 216-character VM name, and a screenshot
+// with the failed verdict in red, kept in the test's temp dir.
+func TestBackupsPageInChromium(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		testenv.Missing(t, "chromium", "apt-get install -y chromium")
+	}
+	config, _ := explainTrees(t)
+	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--backup.config-file="+config, "--backup.scan-interval=1s")
+	reason := startExplained(t, e)
+	url := e.URL + "/backups"
+
+	dom := testenv.Chromium(t, url, "--dump-dom", "--window-size=1280,1024")
+	if got, want := verdicts(dom), []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok"}; !slices.Equal(got, want) {
+		t.Errorf("verdicts Chromium shows: %q, want %q", got, want)
+	}
+	for _, want := range []string{"Why it failed: " + htmltemplate.HTMLEscapeString(reason), htmltemplate.HTMLEscapeString(htmlVM), `caf\xe9`, "Failed: kvm"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("Chromium's DOM lacks %q", want)
+		}
+	}
+	if strings.Contains(dom, "<i>") {
+		t.Errorf("a VM name became an element in Chromium's DOM")
+	}
+
+	page, _ := fetch(t, url)
+	for _, width := range []int{1280, 800} {
+		if scroll, client := overflow(t, page, width); scroll > client {
+			t.Errorf("at %d px /backups scrolls sideways: document %d px wide, window %d px", width, scroll, client)
+		}
+	}
+	// The probe can see an overflow: a page wider than its window.
+	if scroll, client := overflow(t, `<html><body><div style="width:3000px">wide</div></body></html>`, 800); scroll <= client {
+		t.Errorf("the overflow probe sees no overflow on a 3000 px page (%d, %d)", scroll, client)
+	}
+
+	shot := filepath.Join(t.TempDir(), "backups.png")
+	testenv.Chromium(t, url, "--screenshot="+shot, "--window-size=1280,1024", "--hide-scrollbars")
+	t.Logf("screenshot of /backups: %s", shot)
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 1024 {
+		t.Errorf("screenshot is %v, want 1280x1024", b)
+	}
+	// The header's orange and the failed verdict's red are on screen.
+	for name, c := range map[string]color.RGBA{"header #e6522c": {0xe6, 0x52, 0x2c, 0xff}, "failed #c0392b": {0xc0, 0x39, 0x2b, 0xff}} {
+		if n := countColor(img, c); n < 100 {
+			t.Errorf("the screenshot has %d pixels of the %s colour, want a visible area", n, name)
+		}
+	}
+}
+
+func countColor(img image.Image, want color.RGBA) int {
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if uint8(r>>8) == want.R && uint8(g>>8) == want.G && uint8(bl>>8) == want.B {
+				n++
+			}
+		}
+	}
+	return n
+}
