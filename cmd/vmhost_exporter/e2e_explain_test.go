@@ -360,3 +360,36 @@ func countColor(img image.Image, want color.RGBA) int {
 	}
 	return n
 }
+
+// TestBackupsPageKnowsTheHostsVMs: with the libvirt collector on, /backups
+// asks libvirt which VMs the host defines: a VM never backed up gets its
+// row with its oldest snapshot, and a VM of the backup that the host no
+// longer defines says so. The host is the libvirt fixture (web1 has
+// snapshots from 1700000000 on); the backup is of other VMs (vm-a...).
+func TestBackupsPageKnowsTheHostsVMs(t *testing.T) {
+	config, _ := explainTrees(t)
+	l := testenv.StartLibvirtd(t)
+	node := filepath.Join(testenv.RepoRoot(), "collector", "libvirt", "testdata", "node.xml")
+	t.Setenv("TZ", "UTC")
+	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--collector.libvirt",
+		"--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+config, "--backup.scan-interval=1s")
+	startExplained(t, e)
+	page, _ := fetch(t, e.URL+"/backups")
+	row := func(vm string) string {
+		_, after, ok := strings.Cut(page, "<tr><td>"+vm)
+		if !ok {
+			t.Fatalf("/backups has no row for %s", vm)
+		}
+		r, _, _ := strings.Cut(after, "</tr>")
+		return r
+	}
+	if r := row("web1"); !strings.Contains(r, "never backed up") || !strings.Contains(r, "2023-11-14 22:13:20 UTC") {
+		t.Errorf("web1 (defined, never backed up, oldest snapshot 1700000000): row %s", r)
+	}
+	if r := row("db1"); !strings.Contains(r, "never backed up") || !strings.HasSuffix(r, "<td>none known</td>") {
+		t.Errorf("db1 (defined, no snapshot): row %s", r)
+	}
+	if r := row("vm-a"); !strings.Contains(r, "not on the host") {
+		t.Errorf("vm-a (backed up, not defined on this host): row %s", r)
+	}
+}

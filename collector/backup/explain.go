@@ -70,6 +70,8 @@ type RunView struct {
 	Reason     string
 	StartRef   *RefView
 	EndRef     *RefView
+	// File is the file a run is (file_glob: the dump itself).
+	File string
 }
 
 // RefView quotes one line of a log.
@@ -244,6 +246,10 @@ func runView(j Job, r *run, now time.Time, loc *time.Location) *RunView {
 		rv.Reason = display(FailureReason(j, r))
 	}
 	rv.StartRef, rv.EndRef = refView(r.StartRef), refView(r.EndRef)
+	if rv.EndRef != nil && rv.EndRef.Line == 0 {
+		// A file, not a line of a log (file_glob): the file itself.
+		rv.File, rv.EndRef = rv.EndRef.File, nil
+	}
 	return rv
 }
 

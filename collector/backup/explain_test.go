@@ -53,8 +53,18 @@ func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
 			t.Fatal(err)
 		}
 	}
+	// A dump as mysqldump | gzip leaves it, an hour old.
+	dumps := t.TempDir()
+	dump := filepath.Join(dumps, "all.sql.gz")
+	if err := os.WriteFile(dump, []byte("dump"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(dump, stamp, stamp); err != nil {
+		t.Fatal(err)
+	}
 	return []Job{
 		{Name: "kvm-host", Type: TypeDatedDir, Path: base, MaxAge: Duration(26 * time.Hour)},
+		{Name: "mysql-dumps", Type: TypeFileGlob, Glob: filepath.Join(dumps, "*.sql.gz"), MaxAge: Duration(26 * time.Hour)},
 		{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog, MaxAge: Duration(35 * 24 * time.Hour)},
 		{Name: "pve", Type: TypeVzdump, Path: pve, MaxAge: Duration(26 * time.Hour)},
 	}, time.Now().Add(2 * time.Hour)
@@ -144,6 +154,9 @@ func TestExplainOnRealTrees(t *testing.T) {
 		"vm-new: no complete copy; defined on the host, never backed up",
 		`bad\xff\xfename: newest complete copy`,
 		"Failed: kvm-host, pve",
+		// file_glob: the dump is the evidence.
+		"== mysql-dumps (file_glob): ok ==",
+		"    file: " + byName["mysql-dumps"].Source[:len(byName["mysql-dumps"].Source)-len("*.sql.gz")] + "all.sql.gz",
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("explain text lacks %q:\n%s", want, text.String())
