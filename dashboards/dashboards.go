@@ -29,6 +29,8 @@ const (
 	UIDVMs       = "vmhost-vms"
 	UIDBackups   = "vmhost-backups"
 	UIDCapacity  = "vmhost-capacity"
+	// UIDProtection: each VM's protection in layers (issue 26).
+	UIDProtection = "vmhost-vm-protection"
 )
 
 // MinGrafanaVersion is the oldest Grafana that knows the dashboards'
@@ -201,7 +203,7 @@ func labelVariable(name, label, query string) *dashboard.QueryVariableBuilder {
 func links(except string) []cog.Builder[dashboard.DashboardLink] {
 	var out []cog.Builder[dashboard.DashboardLink]
 	for _, l := range []struct{ uid, title string }{
-		{UIDHostFleet, "Host fleet"}, {UIDVMs, "VMs"}, {UIDBackups, "Backups"}, {UIDCapacity, "Capacity"},
+		{UIDHostFleet, "Host fleet"}, {UIDVMs, "VMs"}, {UIDBackups, "Backups"}, {UIDCapacity, "Capacity"}, {UIDProtection, "VM protection"},
 	} {
 		if l.uid == except {
 			continue
@@ -245,6 +247,7 @@ func Render() (map[string][]byte, error) {
 		"vms.json":        VMs(),
 		"backups.json":    Backups(),
 		"capacity.json":   Capacity(),
+		"protection.json": Protection(),
 	} {
 		d, err := b.Build()
 		if err != nil {

@@ -95,6 +95,8 @@ var wantVariables = map[string][]string{
 	UIDVMs:       {"datasource", "instance", "domain"},
 	UIDBackups:   {"datasource", "instance", "backup_job"},
 	UIDCapacity:  {"datasource", "instance"},
+	// issue 26: one row per VM, so the same variables as the VMs dashboard.
+	UIDProtection: {"datasource", "instance", "domain"},
 }
 
 // counterFunctions are the only functions a counter may be shown through.
@@ -265,17 +267,25 @@ func TestEveryPanelReturnsData(t *testing.T) {
 	dir := testenv.SharedTempDir(t)
 	for _, night := range []time.Time{time.Now().Add(-25 * time.Hour), time.Now().Add(-time.Hour)} {
 		set := filepath.Join(dir, "kvm", night.Format("2006-01-02"))
-		for _, vm := range []string{"web1", "db1"} {
-			writeFile(t, filepath.Join(set, "vm_xml", vm+".xml"), "<domain><name>"+vm+"</name></domain>\n")
-		}
+		writeFile(t, filepath.Join(set, "vm_xml", "web1.xml"), "<domain><name>web1</name></domain>\n")
+		// db1's disk has no copy in the set: VM protection names it.
+		writeFile(t, filepath.Join(set, "vm_xml", "db1.xml"), "<domain><name>db1</name><devices><disk type='file' device='disk'>"+
+			"<source file='/var/lib/libvirt/images/db1.img'/><target dev='vda'/></disk></devices></domain>\n")
 		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("x", 4096))
 		at := night.Format("2006-01-02 15:04:05")
 		writeFile(t, filepath.Join(set, "backup.log"), at+" - === KVM ホストバックアップ開始 ===\n"+at+" - [5/5] バックアップ完了しました\n")
 	}
 	now := time.Now().Add(-time.Hour).Format("2006-01-02 15:04:05")
 	writeFile(t, filepath.Join(dir, "kvm_restore.log"), now+" - === KVM ホスト復元開始 ===\n"+now+" - 復元完了。必要であれば再起動してください。\n")
+	// An rclone sync of the sets that succeeded between the two nights:
+	// the first night's copies are offsite, the second's wait (VM
+	// protection's offsite column has both kinds).
+	synced := time.Now().Add(-24 * time.Hour)
+	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), synced.Format("2006/01/02 15:04:05")+" INFO  : web1.img: Copied (new)\n"+
+		"Backup completed at "+synced.Format("2006-01-02 15:04:05")+"\n")
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: kvm-host\n    type: dated_dir\n    path: "+filepath.Join(dir, "kvm")+"\n    max_age: 8d\n"+
+		"  - name: s3-kvm\n    type: rclone_log\n    log_file: "+filepath.Join(dir, "rclone-kvm.log")+"\n    copies: kvm-host\n    max_age: 26h\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: "+filepath.Join(dir, "kvm_restore.log")+"\n    max_age: 35d\n")
 
 	e := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)

@@ -37,6 +37,7 @@ var contractAlerts = []string{
 	"BackupStale", "BackupFailed", "BackupNeverSucceeded", "BackupSizeDropped", "BackupScanFailing",
 	"VMNotBackedUp", "BackupRestoreTestStale",
 	"BackupEvidenceUnreadable", // §4 names it since issue 23
+	"VMNoOffsiteCopy",          // §4 names it since issue 26
 	"ClusterOverProvisioned", "HostDayNightImbalance", "VMDayNightImbalance",
 }
 

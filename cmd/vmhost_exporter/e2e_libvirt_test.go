@@ -22,7 +22,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 // volatile matches exposition lines whose value changes from run to run;
 // they are left out of the golden file (their presence is still checked).
-var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total|^vmhost_backup_(config_last_reload_success|scan)_timestamp_seconds`)
+// The sizes of the dated_dir job count its directories, whose size
+// depends on the file system the test runs on (ext4: 4096, tmpfs: other).
+var volatile = regexp.MustCompile(`_duration_seconds|^libvirt_rpc_calls_total|^vmhost_backup_(config_last_reload_success|scan)_timestamp_seconds|` +
+	`^vmhost_backup_(last_success|previous_success|total)_(size|disk_usage)_bytes\{backup_job="kvm-host"\}`)
 
 // ownMetrics keeps the lines (HELP, TYPE and samples) of this project's own
 // metric families: node_* are node_exporter's and keep its names, which
@@ -66,7 +69,7 @@ func fetch(t *testing.T, url string) (string, time.Duration) {
 }
 
 // TestEndToEndGolden runs the binary against a private libvirtd with the
-// test-driver fixture and two backup jobs with fixed content, and compares
+// test-driver fixture and backup jobs of each kind with fixed content, and compares
 // the project's own metrics with a golden file, which promtool must accept.
 func TestEndToEndGolden(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
@@ -85,16 +88,37 @@ func TestEndToEndGolden(t *testing.T) {
 		"2025-05-27 02:00:17 INFO: Finished Backup of VM 100 (00:00:17)\n", day.Add(-25*time.Hour))
 	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-101-2025_05_28-02_00_00.log"), "2025-05-28 02:00:00 INFO: Starting Backup of VM 101 (qemu)\n"+
 		"2025-05-28 02:00:05 ERROR: Backup of VM 101 failed - no space left on device\n", day.Add(-time.Hour))
+	// Two nightly sets of kvm_backup.sh's layout and an rclone sync of
+	// them that ran between the two (issue 26): web1's first copy is
+	// offsite, its second waits; db1's disk is on LVM, never copied.
+	for _, night := range []string{"2025-05-26", "2025-05-27"} {
+		set := filepath.Join(dir, "kvm", night)
+		writeFile(t, filepath.Join(set, "vm_xml", "web1.xml"), "<domain><name>web1</name><devices><disk type='file' device='disk'>"+
+			"<source file='/var/lib/libvirt/images/web1.img'/><target dev='vda'/></disk></devices></domain>\n", day)
+		writeFile(t, filepath.Join(set, "vm_xml", "db1.xml"), "<domain><name>db1</name><devices><disk type='block' device='disk'>"+
+			"<source dev='/dev/vg0/db1'/><target dev='vdb'/></disk></devices></domain>\n", day)
+		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("w", 4096), day)
+		writeFile(t, filepath.Join(set, "backup.log"), night+" 02:00:00 - === KVM ホストバックアップ開始 ===\n"+night+" 02:10:00 - [5/5] バックアップ完了しました\n", day)
+	}
+	// The sync's run ends with rclone's final statistics: without them a
+	// run is one rclone did not finish (killed, issue 24), no success.
+	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), "2025/05/26 03:00:00 INFO  : web1.img: Copied (new)\n"+
+		"2025/05/26 03:00:05 INFO  : \nTransferred:   \t        4 KiB / 4 KiB, 100%, 0 B/s, ETA -\nTransferred:            1 / 1, 100%\nElapsed time:         5.0s\n\n"+
+		"Backup completed at 2025-05-26 03:00:05\n", day)
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n"+
-		"  - name: pve\n    type: vzdump\n    path: "+dir+"/pve\n    max_age: 26h\n", time.Time{})
+		"  - name: pve\n    type: vzdump\n    path: "+dir+"/pve\n    max_age: 26h\n"+
+		"  - name: kvm-host\n    type: dated_dir\n    path: "+dir+"/kvm\n    max_age: 26h\n"+
+		"  - name: s3-kvm\n    type: rclone_log\n    log_file: "+dir+"/rclone-kvm.log\n    copies: kvm-host\n    max_age: 26h\n", time.Time{})
 	t.Setenv("TZ", "UTC")
 	e := testenv.StartExporterAsService(t, "--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+cfg)
 	waitFor(t, e.URL+"/metrics", "backup scans", func(mf map[string]*dto.MetricFamily) bool {
 		return has("vmhost_backup_scan_success", map[string]string{"backup_job": "mysql-dumps"})(mf) &&
 			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf) &&
-			has("vmhost_backup_scan_success", map[string]string{"backup_job": "pve"})(mf)
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "pve"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "kvm-host"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "s3-kvm"})(mf)
 	})
 	body, _ := fetch(t, e.URL+"/metrics")
 	got := ownMetrics(t, body)

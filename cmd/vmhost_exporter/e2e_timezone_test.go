@@ -157,7 +157,13 @@ func TestRunAcrossDSTChange(t *testing.T) {
 	for _, tc := range cases {
 		logFile := filepath.Join(dir, tc.job+".log")
 		writeFile(t, logFile, restoreLog(tc.day), time.Time{})
-		cfgText += "  - name: " + tc.job + "\n    type: restore_log\n    log_file: " + logFile + "\n    max_age: 35d\n"
+		// running_timeout 3h: these restores write nothing for up to
+		// 2h15m between two lines (01:30 CEST to 02:45 CET). Since issue
+		// 24 (item 2) a silence longer than running_timeout (default 1h)
+		// ends a restore run in the middle of the log too, as it already
+		// did for the last run while it ran; with the default these logs
+		// would read as two runs.
+		cfgText += "  - name: " + tc.job + "\n    type: restore_log\n    log_file: " + logFile + "\n    max_age: 35d\n    running_timeout: 3h\n"
 		if tc.zone != "" {
 			cfgText += "    time_zone: " + tc.zone + "\n"
 		}

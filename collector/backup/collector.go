@@ -86,6 +86,7 @@ func New(cfg *Config, opts Options, logger *slog.Logger) *Collector {
 	if cfg == nil {
 		cfg = &Config{}
 	}
+	cfg.linkCopies()
 	return &Collector{
 		opts:       opts,
 		logger:     logger,
@@ -443,6 +444,49 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				g(c.d.lastRunFailure, 1, name, display(FailureReason(j, r)))
 			}
 		}
+		if j.Copies != "" {
+			c.emitOffsite(ch, j, res)
+		}
+	}
+}
+
+// emitOffsite exports, for a sync job that copies a local job, each VM's
+// newest local copy that a successful run of the sync job finished after
+// (it is offsite), and its oldest copy that none has yet (it waits). The
+// labels are the sync job's: one local job may be copied by several (S3
+// and another host), each with its own verdict and max_age. Nothing is
+// exported before both jobs have been scanned: an unread sync log says
+// nothing about what is offsite.
+func (c *Collector) emitOffsite(ch chan<- prometheus.Metric, sync Job, res *jobResult) {
+	local := c.results[sync.Copies]
+	if res.Data == nil || local == nil || local.Data == nil {
+		return
+	}
+	var synced time.Time // end of the sync job's newest successful run
+	if s := res.Data.LastSuccess; s != nil {
+		synced = s.End
+	}
+	for _, vm := range slices.Sorted(maps.Keys(local.Data.VMs)) {
+		v := local.Data.VMs[vm]
+		copies := v.Copies
+		if len(copies) == 0 {
+			copies = []time.Time{v.Time}
+		}
+		label := labelSafe(vm)
+		// copies is oldest first: those up to synced are offsite (none
+		// when the sync job never succeeded: synced is zero).
+		k, _ := slices.BinarySearchFunc(copies, synced, func(t, s time.Time) int {
+			if t.After(s) {
+				return 1
+			}
+			return -1
+		})
+		if k > 0 {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsite, prometheus.GaugeValue, ts(copies[k-1]), sync.Name, label)
+		}
+		if k < len(copies) {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsitePending, prometheus.GaugeValue, ts(copies[k]), sync.Name, label)
+		}
 	}
 }
 
@@ -463,7 +507,7 @@ type descriptors struct {
 	lastRunFailure                                                 *prometheus.Desc
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
-	vmLastRunSuccess                                               *prometheus.Desc
+	vmLastRunSuccess, vmOffsite, vmOffsitePending, vmMissingDisk   *prometheus.Desc
 	totalSize, totalDisk, totalFiles, totalUnreadable              *prometheus.Desc
 	successUnreadable, prevSuccessSize, vmPrevSize                 *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
@@ -498,6 +542,9 @@ func newDescriptors() descriptors {
 		vmLastSuccess:          d("vm_last_success_timestamp_seconds", "End time of the newest successful backup holding this VM (domain is the VM name, or the guest id for vzdump).", j, "domain"),
 		vmSize:                 d("vm_last_success_size_bytes", "Apparent size of the VM's disk images (vzdump: its archive) in that backup.", j, "domain"),
 		vmLastRunSuccess:       d("vm_last_run_success", "Whether the guest's newest finished backup attempt succeeded (vzdump; domain is the guest id): a guest that fails tonight stays visible when the job's newest run is judged as a whole.", j, "domain"),
+		vmOffsite:              d("vm_offsite_timestamp_seconds", "Time of the VM's newest local copy (in the job named by this sync job's copies) that a successful run of this sync job finished after: its newest copy offsite. backup_job is the sync job. Absent while none has.", j, "domain"),
+		vmOffsitePending:       d("vm_offsite_pending_timestamp_seconds", "Time of the VM's oldest local copy (in the job named by this sync job's copies) that no successful run of this sync job has finished after yet: how long a copy has waited to go offsite (VMNoOffsiteCopy). backup_job is the sync job. Absent when every copy has reached offsite.", j, "domain"),
+		vmMissingDisk:          d("vm_missing_disk_info", "1 for each disk counted in vmhost_backup_vm_missing_disks, named by its target (vda), else its source: which disks of the VM its backups cannot restore (dated_dir).", j, "domain", "disk"),
 		vmMissingDisks:         d("vm_missing_disks", "Disks of the VM (per its XML in the newest successful set holding it) that cannot be restored from that set: block devices (LVM), network disks (iSCSI, RBD), files outside the copied images directory, copies missing, or qcow2 overlays whose backing chain is not all in the set. A VM with missing disks gets no per-VM success from a set (dated_dir).", j, "domain"),
 		totalSize:              d("total_size_bytes", "Apparent size of all the job's sets together (dated_dir).", j),
 		totalDisk:              d("total_disk_usage_bytes", "Disk space of all the job's sets together, hard links between sets (rsync --link-dest) counted once: what du -s reports for them (dated_dir).", j),
@@ -518,7 +565,7 @@ func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
 		d.running, d.lastRunDuration, d.lastRunErrors, d.lastRunFailure, d.successSize, d.successDisk, d.successFiles,
-		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess,
+		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess, d.vmOffsite, d.vmOffsitePending, d.vmMissingDisk,
 		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable, d.prevSuccessSize, d.vmPrevSize,
 		d.scanSuccess, d.scanDuration, d.scanTime, d.unreadablePaths, d.vmDefinitionUnreadable,
 	} {
@@ -575,6 +622,15 @@ func (d *descriptors) emitData(ch chan<- prometheus.Metric, job string, data *jo
 	}
 	for _, vm := range slices.Sorted(maps.Keys(data.MissingDisks)) {
 		g(d.vmMissingDisks, float64(data.MissingDisks[vm]), job, labelSafe(vm))
+	}
+	for _, vm := range slices.Sorted(maps.Keys(data.MissingDiskNames)) {
+		seen := map[string]bool{} // two disks with one name would be one series twice
+		for _, disk := range data.MissingDiskNames[vm] {
+			if disk = labelSafe(disk); !seen[disk] {
+				seen[disk] = true
+				g(d.vmMissingDisk, 1, job, labelSafe(vm), disk)
+			}
+		}
 	}
 	for _, vm := range slices.Sorted(maps.Keys(data.VMs)) {
 		v := data.VMs[vm]

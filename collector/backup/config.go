@@ -41,7 +41,6 @@ const (
 	defaultImagesSource   = "/var/lib/libvirt/images"
 	defaultSetPattern     = `^\d{4}-\d{2}-\d{2}$`
 	defaultStepSuccess    = `\[(\d+)/(\d+)\]`
-	defaultErrorPattern   = `(?i)\berror\b|エラー|失敗`
 	defaultRcloneEnd      = `^Backup completed at`
 	defaultRestoreStart   = `(?i)^===.*(開始|start)`
 	defaultRestoreSuccess = `(?i)復元完了|restore completed`
@@ -50,6 +49,25 @@ const (
 	// a longer wait would eat the slack of a nightly job's max_age (26h).
 	defaultFileGlobRunningTimeout = 15 * time.Minute
 )
+
+// defaultErrorPattern is what error_pattern defaults to: the lines, step
+// messages or the output of the script's commands appended to its log,
+// that fail a run of dated_dir and restore_log. The operator's scripts have
+// no `set -e`: after a failed rsync or cp they log their final step anyway.
+//   - "error" as a word: `rsync error: ... (code 23)`, virsh's `error: ...`,
+//     `Input/output error`, and the scripts' own messages;
+//   - エラー, 失敗: the same in the operator's Japanese messages;
+//   - a tool's own prefix, as GNU tools and rsync print their failures:
+//     `cp: cannot stat ...`, `rsync: [sender] change_dir ... failed`,
+//     `mkdir: cannot create directory ...`, `tee: ...`, `virsh: ...`;
+//   - failures any tool or bash reports: `No space left on device`,
+//     `Permission denied`, `Read-only file system`, `command not found`.
+//
+// Not `rsync warning: ... (code 24)` (files that vanished during the copy).
+// A step line is matched by its message, so `^` is the message's start.
+const defaultErrorPattern = `(?i)\berror\b|エラー|失敗` +
+	`|^(cp|mv|rm|ln|mkdir|rsync|tee|tar|gzip|virsh): ` +
+	`|no space left on device|permission denied|read-only file system|command not found`
 
 // Config is the content of --backup.config-file.
 type Config struct {
@@ -102,15 +120,29 @@ type Job struct {
 	// runs on this host; a log copied from a host in another zone needs
 	// its zone here.
 	TimeZone string `yaml:"time_zone,omitempty"`
+	// Copies names the local job whose tree this sync job copies
+	// elsewhere (rclone to S3, rsync to another mount): a VM's local copy
+	// counts as offsite once a successful run of this job finished after
+	// it (vmhost_backup_vm_offsite_timestamp_seconds, VMNoOffsiteCopy).
+	// Only rclone_log and dated_dir jobs copy trees; only jobs with
+	// per-VM backups (dated_dir, vzdump) can be copied.
+	Copies string `yaml:"copies,omitempty"`
 
 	// location is TimeZone loaded by validate; nil: the exporter's zone.
 	location *time.Location
+	// copied: some job of the config copies this one, so its scan keeps
+	// every VM's copy times, not only the newest (set by linkCopies).
+	copied bool
 }
+
+// copyableTypes are the job types with per-VM backups, which a sync job
+// may name in copies.
+var copyableTypes = []string{TypeDatedDir, TypeVzdump}
 
 // fieldsByType lists the optional fields each type accepts.
 var fieldsByType = map[string][]string{
-	TypeDatedDir:   {"path", "log_name", "images_source", "vm_xml_dir", "images_dir", "success_from", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone"},
-	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout", "time_zone"},
+	TypeDatedDir:   {"path", "log_name", "images_source", "vm_xml_dir", "images_dir", "success_from", "set_pattern", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone", "copies"},
+	TypeRcloneLog:  {"log_file", "end_pattern", "running_timeout", "time_zone", "copies"},
 	TypeVzdump:     {"path", "running_timeout", "time_zone"},
 	TypeRestoreLog: {"log_file", "start_pattern", "success_pattern", "error_pattern", "running_timeout", "time_zone"},
 	// file_glob reads file times only, which carry no zone; its
@@ -170,7 +202,7 @@ func (j *Job) setFields() map[string]bool {
 		"vm_xml_dir": j.VMXMLDir != "", "images_dir": j.ImagesDir != "", "success_from": j.SuccessFrom != "", "set_pattern": j.SetPattern.Regexp != nil,
 		"success_pattern": j.SuccessPattern.Regexp != nil, "error_pattern": j.ErrorPattern.Regexp != nil,
 		"start_pattern": j.StartPattern.Regexp != nil, "end_pattern": j.EndPattern.Regexp != nil,
-		"running_timeout": j.RunningTimeout != 0, "time_zone": j.TimeZone != "",
+		"running_timeout": j.RunningTimeout != 0, "time_zone": j.TimeZone != "", "copies": j.Copies != "",
 	}
 }
 
@@ -218,7 +250,49 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%s: field time_zone: %w", where, err)
 		}
 	}
+	// After all jobs: copies may name a job further down the file.
+	for i := range c.Jobs {
+		if err := c.checkCopies(i); err != nil {
+			return err
+		}
+	}
+	c.linkCopies()
 	return nil
+}
+
+// checkCopies checks that job i's copies names a local job with per-VM
+// backups: the offsite time of a VM is read from that job's copies.
+func (c *Config) checkCopies(i int) error {
+	j := c.Jobs[i]
+	if j.Copies == "" {
+		return nil
+	}
+	where := fmt.Sprintf("jobs[%d] (%s): field copies", i, j.Name)
+	if j.Copies == j.Name {
+		return fmt.Errorf("%s: a job cannot copy itself; name the local job whose tree this one copies", where)
+	}
+	target, ok := c.job(j.Copies)
+	if !ok {
+		return fmt.Errorf("%s: %q is not the name of a job in this file", where, j.Copies)
+	}
+	if !contains(copyableTypes, target.Type) {
+		return fmt.Errorf("%s: job %q is of type %s, which has no per-VM backups; name a dated_dir or vzdump job", where, j.Copies, target.Type)
+	}
+	return nil
+}
+
+// linkCopies marks the jobs another job copies.
+func (c *Config) linkCopies() {
+	for i := range c.Jobs {
+		c.Jobs[i].copied = false
+	}
+	for _, j := range c.Jobs {
+		for k := range c.Jobs {
+			if j.Copies != "" && c.Jobs[k].Name == j.Copies {
+				c.Jobs[k].copied = true
+			}
+		}
+	}
 }
 
 // loadTimeZone accepts IANA names only. "Local" would mean whatever zone

@@ -21,6 +21,13 @@ func TestLoadConfigExample(t *testing.T) {
 			t.Errorf("examples/backup.yml has no job of type %s", want)
 		}
 	}
+	// The offsite sync names the local job it copies (issue 26).
+	if j, ok := cfg.job("s3-kvm"); !ok || j.Copies != "kvm-host" {
+		t.Errorf("examples/backup.yml: s3-kvm copies %q, want kvm-host", j.Copies)
+	}
+	if j, _ := cfg.job("kvm-host"); !j.copied {
+		t.Error("kvm-host is copied by s3-kvm but not marked copied")
+	}
 	// 26h, not the 8d it was: kvm_backup.sh runs nightly, and 8 days let a
 	// week of missed nights pass unalerted (issue 23).
 	if got := time.Duration(cfg.Jobs[0].MaxAge); got != 26*time.Hour {
@@ -48,6 +55,13 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		"bad-time-zone-abbreviation.yml": {"jobs[0] (kvm-host)", "field time_zone", `"JST"`},
 		// File times carry their zone; a zone for them means a mistake.
 		"bad-time-zone-file-glob.yml": {"jobs[0] (mysql-dumps)", "field time_zone", "not used by type file_glob"},
+		// copies names the local job a sync job copies (issue 26): a job
+		// of this file, with per-VM backups, not the sync job itself; only
+		// sync jobs (rclone_log, dated_dir) copy.
+		"bad-copies-unknown-job.yml":  {"jobs[1] (s3-kvm)", "field copies", `"kvm" is not the name of a job`},
+		"bad-copies-restore-log.yml":  {"jobs[0] (s3-kvm)", "field copies", "restore_log", "no per-VM backups"},
+		"bad-copies-itself.yml":       {"jobs[0] (offsite)", "field copies", "cannot copy itself"},
+		"bad-copies-vzdump-field.yml": {"jobs[1] (pve)", "field copies", "not used by type vzdump"},
 	}
 	files, err := filepath.Glob("testdata/*bad*.yml")
 	if err != nil || len(files) == 0 {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // maxDomainXML bounds how much of a vm_xml file is read.
@@ -28,6 +30,7 @@ const maxDomainXML = 4 << 20
 // is the unreadable one.
 func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
+	d.MissingDiskNames = map[string][]string{}
 	d.UnreadableVMs = map[string]bool{}
 	d.MissingDiskWhy = map[string][]string{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
@@ -43,7 +46,15 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 			if !ok || vm == "" {
 				continue
 			}
-			if _, done := d.VMs[vm]; done {
+			if prev, done := d.VMs[vm]; done {
+				// An older copy counts for offsite only: keep its time
+				// when a sync job copies this one.
+				if j.copied && success {
+					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && len(missing) == 0 {
+						prev.Copies = append(prev.Copies, s.runs[s.lastSuccess()].End)
+						d.VMs[vm] = prev
+					}
+				}
 				continue
 			}
 			size, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
@@ -61,11 +72,15 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 			if _, counted := d.MissingDisks[vm]; !counted {
 				d.MissingDisks[vm] = len(missing)
 				if len(missing) > 0 {
-					d.MissingDiskWhy[vm] = missing
+					for _, m := range missing {
+						d.MissingDiskNames[vm] = append(d.MissingDiskNames[vm], m.Name)
+						d.MissingDiskWhy[vm] = append(d.MissingDiskWhy[vm], m.Why)
+					}
 				}
 			}
 			if len(missing) == 0 {
-				d.VMs[vm] = vmBackup{Time: s.runs[s.lastSuccess()].End, HasSize: true, SizeBytes: size}
+				end := s.runs[s.lastSuccess()].End
+				d.VMs[vm] = vmBackup{Time: end, HasSize: true, SizeBytes: size, Copies: []time.Time{end}}
 			}
 		}
 	}
@@ -75,6 +90,10 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 	for k := len(successes) - 1; k >= 0; k-- {
 		visit(successes[k], true)
 	}
+	for vm, v := range d.VMs { // visited newest first
+		slices.SortFunc(v.Copies, time.Time.Compare)
+		d.VMs[vm] = v
+	}
 }
 
 // domainDisks is the part of a domain's XML that names its disks.
@@ -82,18 +101,39 @@ type domainDisks struct {
 	Disks []struct {
 		diskSource
 		Device string `xml:"device,attr"`
+		Target struct {
+			Dev string `xml:"dev,attr"`
+		} `xml:"target"`
 	} `xml:"devices>disk"`
+}
+
+// name is how the operator knows a disk: its target (vda), else where it
+// lives.
+func (d diskSource) nameOr(target string) string {
+	for _, n := range []string{target, d.Source.File, d.Source.Dev, d.Source.Name, d.Source.Volume} {
+		if n != "" {
+			return n
+		}
+	}
+	return "?"
+}
+
+// missingDisk is a disk of a VM that a set cannot restore.
+type missingDisk struct {
+	Name string // its target (vda), else where it lives
+	Why  string // "no copy of /var/lib/libvirt/images/a.img in the set"
 }
 
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
 // (device "disk"; CD-ROMs and floppies are media, not the VM's data) in the
 // set's images directory, with every image its backing chain needs. It
-// returns the apparent size of the copies found and, for each disk that
-// cannot be restored from the set, why: a block device (LVM), a network
-// disk (iSCSI, RBD), a file outside imagesSource, a copy missing, or an
-// overlay whose backing file is one of those. The reasons are what
-// /backups shows for the VM.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []string, err error) {
+// returns the apparent size of the copies found and each disk that cannot
+// be restored from the set, with why: a block device (LVM), a network disk
+// (iSCSI, RBD), a file outside imagesSource, a copy missing, or an overlay
+// whose backing file is one of those. The names are
+// vmhost_backup_vm_missing_disk_info's, the reasons what /backups shows
+// for the VM.
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []missingDisk, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
@@ -111,7 +151,7 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
-			missing = append(missing, why)
+			missing = append(missing, missingDisk{Name: disk.nameOr(disk.Target.Dev), Why: why})
 		}
 	}
 	return size, missing, nil

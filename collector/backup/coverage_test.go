@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,15 +34,29 @@ func TestVMCoverageNeedsItsDisks(t *testing.T) {
 		missing     float64
 		lastSuccess float64 // 0: no per-VM success at all
 		size        float64
+		disks       []string // the missing ones, by target (issue 26: which disks)
 	}{
-		{"vm-a", 0, newest, 64 << 20},
-		{"vm-b", 1, older, 300000 + 70000},
-		{"vm-c", 1, 0, 0},
-		{"vm-d", 1, 0, 0},
+		{"vm-a", 0, newest, 64 << 20, nil},
+		{"vm-b", 1, older, 300000 + 70000, []string{"vdb"}},
+		{"vm-c", 1, 0, 0, []string{"vda"}},
+		{"vm-d", 1, 0, 0, []string{"vda"}},
 	} {
 		l := map[string]string{"backup_job": "kvm-host", "domain": c.vm}
 		if got := val(t, mf, "vmhost_backup_vm_missing_disks", l); got != c.missing {
 			t.Errorf("%s missing disks = %v, want %v", c.vm, got, c.missing)
+		}
+		var named []string
+		for _, m := range mf["vmhost_backup_vm_missing_disk_info"].GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["domain"] == c.vm && labels["backup_job"] == "kvm-host" {
+				named = append(named, labels["disk"])
+			}
+		}
+		if strings.Join(named, ",") != strings.Join(c.disks, ",") {
+			t.Errorf("%s missing disks named %v, want %v", c.vm, named, c.disks)
 		}
 		if c.lastSuccess == 0 {
 			absent(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", l)

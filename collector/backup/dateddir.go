@@ -102,7 +102,10 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		f, _, err := openLog(logPath)
 		var log stepLog
 		if err == nil {
-			log, err = readStepRuns(f, logPath, j, loc)
+			// No end at a silence here: the log of a set is silent while
+			// rsync copies the images, for hours on a big host; whether the
+			// set is still being written is told by its files.
+			log, err = readStepRuns([]logPart{{Name: logPath, R: f}}, j, loc, 0)
 			f.Close()
 		}
 		switch {
@@ -157,7 +160,9 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 			// The newest set's last run may still be writing.
 			settleLastRun(last, sizes[i].Newest, now, time.Duration(j.RunningTimeout))
 		} else {
-			last.Finished = true // a newer set exists: this run is over
+			// A newer set exists: this run is over, at the latest when the
+			// next run started.
+			endUnfinished(last, nextStart(cands, sizes, i))
 		}
 		// rsync and cp make a directory 0700 while they fill it and give
 		// it its mode at the end: in a set still being written an
@@ -203,6 +208,17 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 	return d, nil
 }
 
+// nextStart is when the run of the next set after cands[i] that is still
+// there started (the end of cands[i]'s last run at the latest).
+func nextStart(cands []setRuns, sizes []treeSize, i int) time.Time {
+	for k := i + 1; k < len(cands); k++ {
+		if !sizes[k].Missing {
+			return cands[k].runs[0].Start
+		}
+	}
+	return cands[i].runs[len(cands[i].runs)-1].End
+}
+
 // setComplete judges a set of a script that writes no log by its contents:
 // at least one VM definition, and every disk each one names copied into
 // the set. When not, it says why, in a few words without a time stamp
@@ -228,7 +244,7 @@ func setComplete(setPath string, j Job, u *unreadablePaths) (bool, string) {
 			return false, fmt.Sprintf("the definition of VM %s is unreadable: %v", vm, unwrapPath(err))
 		}
 		if len(missing) > 0 {
-			return false, fmt.Sprintf("a disk of VM %s is not in the set: %s", vm, missing[0])
+			return false, fmt.Sprintf("a disk of VM %s is not in the set: %s", vm, missing[0].Why)
 		}
 		vms++
 	}

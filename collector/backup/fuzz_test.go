@@ -78,6 +78,11 @@ func FuzzRestoreLog(f *testing.F) {
 func FuzzStepLog(f *testing.F) {
 	f.Add([]byte("2025-05-28 02:00:01 - === KVM ホストバックアップ開始 ===\n2025-05-28 02:00:01 - [1/5] libvirt設定を保存中...\n2025-05-28 03:10:00 - [5/5] バックアップ完了しました\n"))
 	f.Add([]byte("2025-05-28 02:00:01 - [3/5] 仮想ディスクイメージをバックアップ中...\n"))
+	// A reboot cut the last line short, or left NUL bytes; the next run
+	// appended after it. A script whose output goes to its log as well.
+	f.Add([]byte("2025-05-28 02:00:01 - === KVM ホストバックアップ開始 ===\n2025-05-28 02:00:02 - [2/5] 各VM2025-05-29 02:00:01 - === KVM ホストバックアップ開始 ===\n2025-05-29 03:00:00 - [5/5] バックアップ完了しました\n"))
+	f.Add([]byte("2025-05-28 02:00:02 - [2/5] 各VMの定義\n\x00\x00\x002025-05-29 02:00:01 - === start ===\n"))
+	f.Add([]byte("2025-05-28 02:00:01 - === start ===\n2025-05-28 02:00:01 - === start ===\nrsync error: some files/attrs were not transferred (code 23)\n2025-05-28 02:00:09 - [5/5] done\n2025-05-28 02:00:09 - [5/5] done\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(t.TempDir(), "backup.log")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -90,7 +95,7 @@ func FuzzStepLog(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		log, err := readStepRuns(f, p, j, time.UTC)
+		log, err := readStepRuns([]logPart{{Name: p, R: f}}, j, time.UTC, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,6 +108,14 @@ func FuzzStepLog(f *testing.F) {
 			}
 			if r.Success && !r.Finished {
 				t.Fatal("a successful run is not finished")
+			}
+			// Every verdict is explained: a failed run says why, a
+			// success or a run still going says nothing.
+			if failed := r.Finished && !r.Success; failed != (r.Reason != "") {
+				t.Fatalf("run %d: finished %v, success %v, reason %q", i, r.Finished, r.Success, r.Reason)
+			}
+			if r.StartRef.Line == 0 || r.EndRef.Line < r.StartRef.Line {
+				t.Fatalf("run %d: lines %d to %d", i, r.StartRef.Line, r.EndRef.Line)
 			}
 		}
 	})

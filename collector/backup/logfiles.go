@@ -97,19 +97,31 @@ func openLog(path string) (boundedFile, os.FileInfo, error) {
 	return boundedFile{Reader: io.LimitReader(f, maxLogBytes), File: f}, info, nil
 }
 
-// appendedLog is an appended log read together with its newest rotation:
+// appendedLog is an appended log read together with its rotations:
 // logrotate moves the log to <log>.1 or <log>-<date> (dateext), or
 // compresses it to <log>.1.gz or <log>-<date>.gz, and leaves an empty or
-// missing log, so right after a rotation the last runs
-// are in the rotated file, and a run's start may be in one file and its
-// end in the other.
+// missing log, so right after a rotation the last runs are in the rotated
+// file, and a run's start may be in one file and its end in the next.
+// After a quiet week with `ifempty` the newest rotation is empty and the
+// last success is in <log>.2.gz.
 type appendedLog struct {
-	io.Reader
+	io.Reader // the parts one after the other, oldest first
+	// Parts are the files read, oldest first, each on its own: a parser
+	// that quotes a line names its file and line number.
+	Parts   []logPart
 	closers []io.Closer
 	// LastChange is when the log (or, while the log is still empty after
-	// a rotation, its rotated file) was last written: a run without an end
-	// line is still running while this is recent.
+	// a rotation, its newest rotation with content) was last written: a
+	// run without an end line is still running while this is recent.
 	LastChange time.Time
+}
+
+// logPart is one file of an appended log: each keeps its own name and
+// line numbers for the evidence a run quotes (run.StartRef, EndRef,
+// FirstError).
+type logPart struct {
+	Name string
+	R    io.Reader
 }
 
 func (l *appendedLog) Close() error {
@@ -119,69 +131,139 @@ func (l *appendedLog) Close() error {
 	return nil
 }
 
-// openAppendedLog opens path and its newest rotation, rotated part first.
-// An empty log is an error only when no rotated file exists either. A
-// rotation that exists but cannot be read (root's 0600 file) is counted
-// in u and left out: the runs in the log itself are still judged, like a
-// vzdump archive whose log cannot be read.
-func openAppendedLog(path string, u *unreadablePaths) (*appendedLog, error) {
-	out := &appendedLog{}
-	var parts []io.Reader
-	rotatedChange, rotated, err := openRotation(path, out)
-	if err != nil && !u.note(err) {
+// rotationsToRead picks, of rotated (newest first), the ones a scan reads:
+// the newest, and, when since is set, the older ones back to and
+// including the first last written before since. A rotated file holds
+// only runs that ended before its modification time (logrotate keeps it
+// when it renames and compresses), so that first file older than since is
+// the last one that can hold a run within the window; it is read too, so
+// a success just outside max_age shows as stale, with its age, rather
+// than as never.
+//
+// Of a rotation that exists both plain and compressed (logrotate is
+// compressing it) only the plain file, which is whole, is read.
+func rotationsToRead(rotated []rotatedFile, since time.Time) []rotatedFile {
+	var out []rotatedFile
+	for _, r := range rotated {
+		if n := len(out); n > 0 && out[n-1].number == r.number && out[n-1].date == r.date {
+			continue // the compressed twin of the file just taken
+		}
+		if n := len(out); n > 0 && (since.IsZero() || out[n-1].mtime.Before(since)) {
+			break
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// scanAppendedLog runs parse on the job's log with its newest rotation
+// and, when no success is in them, once more with every rotation within
+// max_age (see rotationsToRead). A nightly job that succeeded last night
+// costs what one rotation costs; a monthly restore test rotated weekly
+// with ifempty (an empty <log>.1, the success in <log>.3.gz) is still
+// found, also by an exporter started in that window, which has nothing
+// but the files to go by.
+func scanAppendedLog(j Job, now time.Time, u *unreadablePaths, parse func(*appendedLog) (*jobData, error)) (*jobData, error) {
+	rotated, err := rotations(j.LogFile)
+	if err != nil {
+		err = fmt.Errorf("looking for rotations of %s: %w", j.LogFile, err)
+		if !u.note(err) {
+			return nil, err
+		}
+	}
+	newest := rotationsToRead(rotated, time.Time{})
+	d, err := parseAppendedLog(j.LogFile, newest, u, parse)
+	if err == nil && d.LastSuccess != nil {
+		return d, nil
+	}
+	window := rotationsToRead(rotated, now.Add(-time.Duration(j.MaxAge)))
+	if len(window) == len(newest) {
+		return d, err
+	}
+	return parseAppendedLog(j.LogFile, window, u, parse)
+}
+
+func parseAppendedLog(path string, rotated []rotatedFile, u *unreadablePaths, parse func(*appendedLog) (*jobData, error)) (*jobData, error) {
+	f, err := openAppendedLog(path, rotated, u)
+	if err != nil {
+		u.note(err)
 		return nil, err
 	}
-	if rotated != nil {
-		parts = append(parts, rotated, strings.NewReader("\n"))
+	defer f.Close()
+	return parse(f)
+}
+
+// openAppendedLog opens path and the given rotations of it (newest
+// first), oldest part first. An empty log is an error only when no rotated
+// file exists either. A rotation that exists but cannot be read (root's
+// 0600 file) is counted in u and left out: the runs in the other files
+// are still judged, like a vzdump archive whose log cannot be read.
+func openAppendedLog(path string, rotated []rotatedFile, u *unreadablePaths) (*appendedLog, error) {
+	out := &appendedLog{}
+	var contentChange time.Time // the newest rotation with content
+	for i := len(rotated) - 1; i >= 0; i-- {
+		r, info, err := openRotation(rotated[i], out)
+		if err != nil {
+			if !u.note(err) {
+				out.Close()
+				return nil, err
+			}
+			continue
+		}
+		out.Parts = append(out.Parts, logPart{Name: rotated[i].path, R: r})
+		if info.Size() > 0 || contentChange.IsZero() {
+			contentChange = info.ModTime()
+		}
 	}
 	cur, info, err := openLog(path)
 	switch {
 	case err == nil:
 		out.closers = append(out.closers, cur)
-		parts = append(parts, cur)
+		out.Parts = append(out.Parts, logPart{Name: path, R: cur})
 		out.LastChange = info.ModTime()
-		if info.Size() == 0 && rotated != nil {
-			out.LastChange = rotatedChange
+		if info.Size() == 0 && len(out.Parts) > 1 {
+			out.LastChange = contentChange
 		}
-	case errors.Is(err, fs.ErrNotExist) && rotated != nil:
+	case errors.Is(err, fs.ErrNotExist) && len(out.Parts) > 0:
 		// Rotated without `create`: the log comes back with the next run.
-		out.LastChange = rotatedChange
+		out.LastChange = contentChange
 	default:
 		out.Close()
 		return nil, err
 	}
-	out.Reader = io.MultiReader(parts...)
+	// A newline between parts: a rotated file cut in the middle of a line
+	// (copytruncate) does not glue its last line to the next file's first.
+	var readers []io.Reader
+	for i, p := range out.Parts {
+		if i > 0 {
+			readers = append(readers, strings.NewReader("\n"))
+		}
+		readers = append(readers, p.R)
+	}
+	out.Reader = io.MultiReader(readers...)
 	return out, nil
 }
 
-// openRotation opens the newest rotation of path (see rotations) if one
-// exists (nil if none), bounded like the log itself.
-func openRotation(path string, into *appendedLog) (time.Time, io.Reader, error) {
-	rotated, err := rotations(path)
-	if err != nil {
-		return time.Time{}, nil, fmt.Errorf("looking for rotations of %s: %w", path, err)
-	}
-	if len(rotated) == 0 {
-		return time.Time{}, nil, nil
-	}
-	newest := rotated[0]
-	if !newest.gz {
-		f, info, err := openLog(newest.path)
+// openRotation opens one rotation, bounded like the log itself; a .gz is
+// read decompressed.
+func openRotation(r rotatedFile, into *appendedLog) (io.Reader, os.FileInfo, error) {
+	if !r.gz {
+		f, info, err := openLog(r.path)
 		if err != nil {
-			return time.Time{}, nil, err
+			return nil, nil, err
 		}
 		into.closers = append(into.closers, f)
-		return info.ModTime(), f, nil
+		return f, info, nil
 	}
-	f, info, err := openRegular(newest.path)
+	f, info, err := openRegular(r.path)
 	if err != nil {
-		return time.Time{}, nil, err
+		return nil, nil, err
 	}
 	gz, err := gzip.NewReader(f)
 	if err != nil {
 		f.Close()
-		return time.Time{}, nil, fmt.Errorf("reading %s: %w", newest.path, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", r.path, err)
 	}
 	into.closers = append(into.closers, f, gz)
-	return info.ModTime(), io.LimitReader(gz, maxLogBytes), nil
+	return io.LimitReader(gz, maxLogBytes), info, nil
 }

@@ -10,9 +10,10 @@ import (
 
 var (
 	// Transferred:   	    4.889 KiB / 4.889 KiB, 100%, 0 B/s, ETA -
-	rcloneBytes = regexp.MustCompile(`^Transferred:\s+([\d.]+)\s*([KMGTPE]i?)?B(?:ytes)?\s*/`)
+	rcloneBytes = regexp.MustCompile(`^Transferred:\s+([\d.]+)\s*([KMGTPE]i?)?B(?:ytes)?\s*/\s*([\d.]+\s*(?:[KMGTPE]i?)?B(?:ytes)?),\s*(\d+%|-)`)
 	// Transferred:            2 / 2, 100%
-	rcloneFiles  = regexp.MustCompile(`^Transferred:\s+(\d+)\s*/\s*\d+,`)
+	rcloneFiles  = regexp.MustCompile(`^Transferred:\s+(\d+)\s*/\s*(\d+),`)
+	rcloneChecks = regexp.MustCompile(`^Checks:\s+(\d+)\s*/\s*(\d+),`)
 	rcloneErrors = regexp.MustCompile(`^Errors:\s+(\d+)`)
 )
 
@@ -76,110 +77,179 @@ func matchRcloneLine(line string) []string {
 	return []string{line, line[:19], "", rest}
 }
 
+// rcloneStats is one statistics block of rclone: rclone prints one every
+// --stats interval (1m) while it runs and one when it ends, at INFO:
+//
+//	Transferred:   	    1.664 MiB / 6 MiB, 28%, 594.170 KiB/s, ETA 7s
+//	Transferred:            0 / 6, 0%
+//	Checks:                 2 / 2, 100%
+//	Elapsed time:         3.1s
+//	Transferring:
+//	 *                                            f1: 33% /1Mi, 141.382Ki/s, 4s
+type rcloneStats struct {
+	seen                bool
+	bytesDone, bytesAll string // as printed
+	bytesPercent        string // "100%", "-" (nothing to transfer) or "28%"
+	hasFiles            bool   // the files line is left out when nothing was queued
+	files, filesAll     int
+	hasChecks           bool
+	checks, checksAll   int
+	inFlight            bool // a Transferring: or Checking: list follows
+}
+
+// incomplete says, in an operator's words, what the block shows unfinished,
+// or "" when it says every transfer and check finished: a block printed
+// by an rclone killed mid-copy (kill -9, the OOM killer) is the last one
+// of its run, and the wrapper's end line follows it all the same.
+func (s rcloneStats) incomplete() string {
+	switch {
+	case !s.seen:
+		return "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)"
+	case s.hasFiles && s.files < s.filesAll:
+		return fmt.Sprintf("rclone stopped at %d of %d transfers (killed?)", s.files, s.filesAll)
+	case s.hasChecks && s.checks < s.checksAll:
+		return fmt.Sprintf("rclone stopped at %d of %d checks (killed?)", s.checks, s.checksAll)
+	case !percentComplete(s.bytesPercent):
+		return fmt.Sprintf("rclone stopped at %s of %s (%s, killed?)", s.bytesDone, s.bytesAll, s.bytesPercent)
+	case s.inFlight:
+		return "rclone stopped with transfers in progress (killed?)"
+	}
+	return ""
+}
+
+// percentComplete: rclone prints "-" for 0 of 0 bytes and rounds down, so
+// 100% is all.
+func percentComplete(p string) bool {
+	if p == "-" {
+		return true
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(p, "%"))
+	return err == nil && strings.HasSuffix(p, "%") && n >= 100
+}
+
 // rcloneRun accumulates one run of an rclone log.
 type rcloneRun struct {
 	run
 	statsErrors int
+	stats       rcloneStats
 	seen        bool
+}
+
+// verdict decides a run that reached the wrapper's end line.
+func (r *rcloneRun) verdict() {
+	switch {
+	case !r.seen:
+		// No rclone line before the wrapper's end line: rclone did not
+		// run (not installed, a bad flag) or logged elsewhere (a typo in
+		// --log-file). The wrapper appends its line whatever happened,
+		// so that line alone is no success.
+		r.Reason = "no rclone line before the end line (rclone did not run, or logged elsewhere)"
+	case r.Errors > 0:
+		r.Reason = fmt.Sprintf("rclone logged %d ERROR %s", r.Errors, plural(r.Errors, "line", "lines"))
+	case r.statsErrors > 0:
+		r.Reason = fmt.Sprintf("rclone's statistics count %d %s", r.statsErrors, plural(r.statsErrors, "error", "errors"))
+	default:
+		r.Reason = r.stats.incomplete()
+	}
+	r.Success = r.Reason == ""
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // scanRcloneLog reads a log that `rclone sync --log-file=... --log-level=INFO`
 // appends to, with the wrapper's end line after every run (end_pattern,
 // default "Backup completed at <date>", which the operator's script writes
-// whatever happened). A run failed when it has an ERROR (or worse) line, a
-// fatal "Failed to ..." line or a non-zero "Errors:" in its stats, or when
-// rclone wrote nothing at all before the end line.
+// whatever happened), and its rotations (scanAppendedLog). A run succeeded
+// only when rclone's own last statistics block says every transfer and
+// check finished, and it has no ERROR (or worse) line, no fatal "Failed to
+// ..." line and no non-zero "Errors:". An rclone killed mid-copy leaves a
+// partial block ("Transferred: 0 / 6, 0%") and the wrapper's end line; one
+// that did not run at all leaves the end line alone.
 func scanRcloneLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*jobData, error) {
-	f, err := openAppendedLog(j.LogFile, u)
-	if err != nil {
-		u.note(err)
-		return nil, err
-	}
-	defer f.Close()
+	return scanAppendedLog(j, now, u, func(f *appendedLog) (*jobData, error) {
+		return parseRcloneLog(j, f, now, loc)
+	})
+}
+
+func parseRcloneLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*jobData, error) {
 	d := &jobData{VMs: map[string]vmBackup{}}
 	var cur rcloneRun
 	recognised, other := 0, 0
 	var lastTime time.Time
+	var last lineRef // the newest line read, for a run without end line
 
-	finish := func(end time.Time) {
+	finish := func(end time.Time, ref lineRef) {
 		cur.End = end
 		if cur.Start.IsZero() {
 			cur.Start = end
+			cur.StartRef = ref
 		}
+		cur.EndRef = ref
 		cur.Finished = true
-		// No rclone line before the wrapper's end line: rclone did not run
-		// (not installed, a bad flag) or logged elsewhere (a typo in
-		// --log-file). The wrapper appends its line whatever happened, so
-		// that line alone is no success.
-		cur.Success = cur.seen && cur.Errors == 0 && cur.statsErrors == 0
+		cur.verdict()
 		d.addSet(cur.run)
 		cur = rcloneRun{}
 	}
 
-	lr := newLineReader(f)
-	for lr.next(false) {
-		line := lr.line
-		if j.EndPattern.MatchString(line) {
-			recognised++
-			end := lastTime
-			if t, ok := parseDate(j.EndPattern.ReplaceAllString(line, ""), loc); ok {
-				end = t
-			}
-			if !cur.seen && end.IsZero() {
-				continue
-			}
-			finish(end)
-			continue
-		}
-		if m := matchRcloneLine(line); m != nil {
-			t, err := time.ParseInLocation("2006/01/02 15:04:05", m[1], loc)
-			if err != nil {
-				other++
-				continue
-			}
-			recognised++
-			lastTime = t
-			if !cur.seen {
-				cur.seen = true
-				cur.Start = t
-			}
-			cur.End = t
-			switch m[2] {
-			case "ERROR", "CRITICAL", "ALERT", "EMERGENCY":
-				cur.Errors++
-			case "":
-				if strings.HasPrefix(m[3], "Failed to") {
-					cur.Errors++
+	for _, part := range f.Parts {
+		lr := newLineReader(part.R)
+		for n := 1; lr.next(false); n++ {
+			line := lr.line
+			ref := lineRef{File: part.Name, Line: n, Text: line}
+			if j.EndPattern.MatchString(line) {
+				recognised++
+				end := lastTime
+				if t, ok := parseDate(j.EndPattern.ReplaceAllString(line, ""), loc); ok {
+					end = t
 				}
+				if !cur.seen && end.IsZero() {
+					continue
+				}
+				finish(end, ref)
+				continue
 			}
-			continue
-		}
-		if !cur.seen {
-			if strings.TrimSpace(line) != "" {
-				other++
+			if m := matchRcloneLine(line); m != nil {
+				t, err := time.ParseInLocation("2006/01/02 15:04:05", m[1], loc)
+				if err != nil {
+					other++
+					continue
+				}
+				recognised++
+				lastTime = t
+				last = ref
+				if !cur.seen {
+					cur.seen = true
+					cur.Start = t
+					cur.StartRef = ref
+				}
+				cur.End = t
+				switch m[2] {
+				case "ERROR", "CRITICAL", "ALERT", "EMERGENCY":
+					cur.Errors++
+				case "":
+					if strings.HasPrefix(m[3], "Failed to") {
+						cur.Errors++
+					}
+				}
+				continue
 			}
-			continue
-		}
-		// Lines of the stats block belong to the current run.
-		if !strings.HasPrefix(line, "Transferred:") && !strings.HasPrefix(line, "Errors:") {
-			continue
-		}
-		if m := rcloneErrors.FindStringSubmatch(line); m != nil {
-			cur.statsErrors, _ = strconv.Atoi(m[1])
-		} else if m := rcloneBytes.FindStringSubmatch(line); m != nil {
-			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
-				cur.HasTransfer = true
-				cur.TransferredBytes = v * rcloneUnits[m[2]]
+			if !cur.seen {
+				if strings.TrimSpace(line) != "" {
+					other++
+				}
+				continue
 			}
-		} else if m := rcloneFiles.FindStringSubmatch(line); m != nil {
-			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
-				cur.HasTransfer = true
-				cur.TransferredFiles = v
-			}
+			last = ref
+			cur.statsLine(line)
 		}
-	}
-	if lr.err != nil {
-		return nil, fmt.Errorf("reading %s: %w", j.LogFile, lr.err)
+		if lr.err != nil {
+			return nil, fmt.Errorf("reading %s: %w", part.Name, lr.err)
+		}
 	}
 	if recognised == 0 {
 		return nil, unreadableLog(j.LogFile, other, `rclone log line ("YYYY/MM/DD HH:MM:SS LEVEL : ...") and no end line`)
@@ -187,13 +257,52 @@ func scanRcloneLog(j Job, now time.Time, loc *time.Location, u *unreadablePaths)
 	if cur.seen {
 		// No end line yet: running while rclone still writes (its stats
 		// come every minute), killed otherwise.
-		last := cur.run
-		settleLastRun(&last, f.LastChange, now, time.Duration(j.RunningTimeout))
-		if last.Finished {
-			last.Success = false
+		r := cur.run
+		r.EndRef = last
+		settleLastRun(&r, f.LastChange, now, time.Duration(j.RunningTimeout))
+		if r.Finished {
+			r.Success = false
+			r.Reason = "no end line, and the log has not changed for running_timeout (killed?)"
 		}
-		d.addSet(last)
+		d.addSet(r)
 	}
 	d.finish()
 	return d, nil
+}
+
+// statsLine reads a line of a statistics block into the current run.
+func (r *rcloneRun) statsLine(line string) {
+	switch {
+	case strings.HasPrefix(line, "Transferred:"):
+		if m := rcloneBytes.FindStringSubmatch(line); m != nil {
+			// The bytes line opens a block.
+			r.stats = rcloneStats{seen: true, bytesDone: m[1] + " " + m[2] + "B", bytesAll: m[3], bytesPercent: m[4]}
+			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+				r.HasTransfer = true
+				r.TransferredBytes = v * rcloneUnits[m[2]]
+			}
+		} else if m := rcloneFiles.FindStringSubmatch(line); m != nil {
+			done, err1 := strconv.Atoi(m[1])
+			all, err2 := strconv.Atoi(m[2])
+			if err1 == nil && err2 == nil {
+				r.HasTransfer = true
+				r.TransferredFiles = float64(done)
+				r.stats.hasFiles, r.stats.files, r.stats.filesAll = true, done, all
+			}
+		}
+	case strings.HasPrefix(line, "Errors:"):
+		if m := rcloneErrors.FindStringSubmatch(line); m != nil {
+			r.statsErrors, _ = strconv.Atoi(m[1])
+		}
+	case strings.HasPrefix(line, "Checks:"):
+		if m := rcloneChecks.FindStringSubmatch(line); m != nil {
+			done, err1 := strconv.Atoi(m[1])
+			all, err2 := strconv.Atoi(m[2])
+			if err1 == nil && err2 == nil {
+				r.stats.hasChecks, r.stats.checks, r.stats.checksAll = true, done, all
+			}
+		}
+	case strings.HasPrefix(line, "Transferring:"), strings.HasPrefix(line, "Checking:"):
+		r.stats.inFlight = true
+	}
 }

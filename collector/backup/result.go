@@ -32,8 +32,11 @@ type run struct {
 	Reason string
 	// StartRef and EndRef are the evidence of a run read from a log: the
 	// file, line number and text of its first and last lines. Zero for
-	// runs that are not read from lines (dated_dir sets, dumps).
+	// runs that are not read from lines (sets judged by their contents,
+	// dumps).
 	StartRef, EndRef lineRef
+	// FirstError is the first of the run's Errors lines, quoted in Reason.
+	FirstError lineRef
 }
 
 // lineRef points at one line of a log, for quoting it as evidence.
@@ -52,6 +55,12 @@ type vmBackup struct {
 	// backups (vzdump), what BackupSizeDropped compares the newest with.
 	HasPrevSize bool
 	PrevSize    int64
+	// Copies are the end times of every successful backup of the VM the
+	// job still holds, oldest first, the newest being Time: what a sync
+	// job copying this one (copies:) may have taken offsite. Filled for
+	// vzdump always and for dated_dir only when a job copies it (older
+	// sets cost a read of the VM's XML each).
+	Copies []time.Time
 }
 
 // jobData is what one scan found out about a job.
@@ -64,9 +73,11 @@ type jobData struct {
 	OldestSet    time.Time
 	VMs          map[string]vmBackup // by domain name (or vzdump guest id)
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
-	// MissingDiskWhy says for each of those disks why it cannot be
-	// restored ("no copy of /var/lib/libvirt/images/a.img in the set"):
-	// what /backups shows in the VM's row.
+	// MissingDiskNames names those disks (target, else source), by domain.
+	MissingDiskNames map[string][]string
+	// MissingDiskWhy says for each of those disks, in the same order, why
+	// it cannot be restored ("no copy of /var/lib/libvirt/images/a.img in
+	// the set"): what /backups shows in the VM's row.
 	MissingDiskWhy map[string][]string
 	// UnreadableVMs are the VMs whose newest definition in the job's sets
 	// could not be read (dated_dir): they cannot be judged.

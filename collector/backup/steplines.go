@@ -2,11 +2,13 @@ package backup
 
 import (
 	"fmt"
-	"io"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // A step line is a line of the operator's scripts: `date '+%F %T'` -
@@ -55,48 +57,201 @@ type stepLog struct {
 	Other int   // other non-empty lines
 }
 
-// readStepRuns splits a step log into runs: a line matching the job's
-// start pattern starts a run (lines before the first such line form one
-// run of their own). A run succeeded when a success line came, and ended
-// at its last line. Every run but the last is finished (a newer run
-// started after it); the last is finished only if it succeeded: whether it
+// readStepRuns splits a step log into runs. A run begins at a line
+// matching the job's start pattern (lines before the first such line form
+// one run of their own) and ends
+//   - at its success line, when one came (then it succeeded unless it has
+//     error lines),
+//   - at the next run's start: it had no end line, so it failed (killed,
+//     or the host rebooted under it),
+//   - with gap > 0 (restore_log, whose log is its only witness), at a
+//     silence longer than gap: a line written later than that after the
+//     run's last one begins a new run, even when its start line was lost.
+//
+// The last run is finished only if it has its success line: whether it
 // is still running or was killed, only the caller can tell, from the time
-// the files last changed.
-func readStepRuns(r io.Reader, name string, j Job, loc *time.Location) (stepLog, error) {
-	var out stepLog
-	var cur *run
-	lr := newLineReader(r)
-	for lr.next(false) {
-		l, ok := parseStepLine(lr.line, loc)
-		if !ok {
-			if strings.TrimSpace(lr.line) != "" {
-				out.Other++
-			}
+// the files last changed (settleLastRun).
+//
+// Every line of a run, step line (its message) or not (the output of the
+// script's commands when the script appends it to its log, e.g.
+// `exec >>"$LOGFILE" 2>&1`), that matches error_pattern is an error line
+// and fails the run: scripts without `set -e` log their final step after
+// a failed rsync or cp.
+func readStepRuns(parts []logPart, j Job, loc *time.Location, gap time.Duration) (stepLog, error) {
+	p := stepRunReader{j: j, loc: loc, gap: gap}
+	for _, part := range parts {
+		lr := newLineReader(part.R)
+		n := 0
+		for lr.next(false) {
+			n++
+			p.line(lineRef{File: part.Name, Line: n, Text: lr.line})
+		}
+		if lr.err != nil {
+			return p.out, fmt.Errorf("reading %s: %w", part.Name, lr.err)
+		}
+	}
+	if p.cur != nil {
+		p.close("")
+	}
+	return p.out, nil
+}
+
+// stepRunReader is readStepRuns' state, carried from one part to the next:
+// a run may start in the rotated log and end in the log.
+type stepRunReader struct {
+	j          Job
+	loc        *time.Location
+	gap        time.Duration
+	out        stepLog
+	cur        *run
+	sawSuccess bool
+	prev       string // the previous line, to see tee's doubles
+	// Error lines before the first run's first line (the script's
+	// output before its first log line) count for that run.
+	pending      int
+	pendingFirst lineRef
+}
+
+func (p *stepRunReader) line(ref lineRef) {
+	// A reboot can leave the end of an appended log as NUL bytes (the
+	// file's size was written, its last block was not), and the next
+	// run appends after them.
+	text := strings.TrimLeft(ref.Text, "\x00")
+	if head, tail, ok := p.gluedStart(text); ok {
+		// The previous run's last line was cut short by the reboot and
+		// the next run's first line is glued to it.
+		if h := strings.TrimRight(head, "\x00"); h != "" {
+			p.line(lineRef{File: ref.File, Line: ref.Line, Text: h})
+		}
+		text = tail
+	}
+	ref.Text = text
+	prev := p.prev
+	p.prev = text
+	l, ok := parseStepLine(text, p.loc)
+	if !ok {
+		if strings.TrimSpace(text) == "" {
+			return
+		}
+		p.out.Other++
+		if p.j.ErrorPattern.MatchString(text) {
+			p.addError(ref)
+		}
+		return
+	}
+	p.out.Lines++
+	if text == prev {
+		// log() writes with `tee -a "$LOGFILE"` and a script whose output
+		// is appended to the same log (`exec >>"$LOGFILE"`) gets each
+		// step line twice in a row: one line, not a new run.
+		return
+	}
+	switch {
+	case p.cur == nil:
+		p.begin(l, ref)
+	case p.j.StartPattern.MatchString(l.Msg):
+		p.close("the next run started at " + l.T.Format(stepTimeLayout))
+		p.begin(l, ref)
+	case p.gap > 0 && l.T.Sub(p.cur.End) > p.gap:
+		p.close(fmt.Sprintf("nothing written for longer than the running timeout (%s) after %s",
+			model.Duration(p.gap), p.cur.End.Format(stepTimeLayout)))
+		p.begin(l, ref)
+	}
+	p.cur.End, p.cur.EndRef = l.T, ref
+	if isSuccess(p.j.SuccessPattern.Regexp, l.Msg) {
+		p.sawSuccess, p.cur.Finished = true, true
+	}
+	if p.j.ErrorPattern.MatchString(l.Msg) {
+		p.addError(ref)
+	}
+}
+
+// gluedStart finds a start line glued to the end of another line: the
+// last line a reboot cut short, with no newline, then the next run's
+// first line. Only a start line is split off, so that a message quoting
+// a time stamp stays whole.
+func (p *stepRunReader) gluedStart(s string) (head, tail string, ok bool) {
+	for from := 1; from < len(s); {
+		i := strings.Index(s[from:], " - ")
+		if i < 0 {
+			return "", "", false
+		}
+		at := from + i - len(stepTimeLayout)
+		from += i + 1
+		if at <= 0 {
 			continue
 		}
-		out.Lines++
-		if cur == nil || j.StartPattern.MatchString(l.Msg) {
-			if cur != nil {
-				cur.Finished = true
-				out.Runs = append(out.Runs, *cur)
-			}
-			cur = &run{Start: l.T}
-		}
-		cur.End = l.T
-		if isSuccess(j.SuccessPattern.Regexp, l.Msg) {
-			cur.Success, cur.Finished = true, true
-		}
-		if j.ErrorPattern.MatchString(l.Msg) {
-			cur.Errors++
+		if l, ok := parseStepLine(s[at:], p.loc); ok && p.j.StartPattern.MatchString(l.Msg) {
+			return s[:at], s[at:], true
 		}
 	}
-	if lr.err != nil {
-		return out, fmt.Errorf("reading %s: %w", name, lr.err)
+	return "", "", false
+}
+
+func (p *stepRunReader) begin(l logLine, ref lineRef) {
+	p.cur = &run{Start: l.T, End: l.T, StartRef: ref, EndRef: ref, Errors: p.pending, FirstError: p.pendingFirst}
+	p.sawSuccess, p.pending, p.pendingFirst = false, 0, lineRef{}
+}
+
+func (p *stepRunReader) addError(ref lineRef) {
+	if p.cur == nil {
+		if p.pending == 0 {
+			p.pendingFirst = ref
+		}
+		p.pending++
+		return
 	}
-	if cur != nil {
-		out.Runs = append(out.Runs, *cur)
+	if p.cur.Errors == 0 {
+		p.cur.FirstError = ref
 	}
-	return out, nil
+	p.cur.Errors++
+}
+
+// close files the current run. ended says why a run without its success
+// line is over; empty: the log ends here, and the caller settles it.
+func (p *stepRunReader) close(ended string) {
+	r := p.cur
+	p.cur = nil
+	switch {
+	case p.sawSuccess:
+		r.Finished = true
+		r.Success = r.Errors == 0
+		r.Reason = failReason("", r)
+	case ended != "":
+		r.Finished = true
+		r.Reason = failReason("no end line; "+ended, r)
+	}
+	p.out.Runs = append(p.out.Runs, *r)
+}
+
+// failReason says why a finished run failed: how it ended without its end
+// line (noEnd, may be empty) and its error lines. Empty for a success.
+func failReason(noEnd string, r *run) string {
+	var parts []string
+	if noEnd != "" {
+		parts = append(parts, noEnd)
+	}
+	if r.Errors > 0 {
+		lines := fmt.Sprintf("%d error lines", r.Errors)
+		if r.Errors == 1 {
+			lines = "1 error line"
+		}
+		if f := r.FirstError; f.Line > 0 {
+			lines += fmt.Sprintf(", first: %s (line %d of %s)", strings.TrimSpace(f.Text), f.Line, filepath.Base(f.File))
+		}
+		parts = append(parts, lines)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// endUnfinished ends a run that has no end line because a newer run (in a
+// newer set) started: it was killed, or the host went down under it.
+func endUnfinished(r *run, nextStart time.Time) {
+	if r.Finished {
+		return
+	}
+	r.Finished, r.Success = true, false
+	r.Reason = failReason("no end line; the next run started at "+nextStart.Format(stepTimeLayout), r)
 }
 
 // settleLastRun decides about the last run of an appended log, which has no
@@ -106,8 +261,18 @@ func settleLastRun(last *run, lastChange, now time.Time, timeout time.Duration) 
 	if last == nil || last.Finished {
 		return
 	}
-	last.Finished = now.Sub(lastChange) >= timeout
-	if last.Finished && lastChange.After(last.End) {
+	if now.Sub(lastChange) < timeout {
+		return
+	}
+	last.Finished, last.Success = true, false
+	if lastChange.After(last.End) {
 		last.End = lastChange
 	}
+	// In the zone the log's own times are read in.
+	at := lastChange
+	if loc := last.Start.Location(); !last.Start.IsZero() {
+		at = lastChange.In(loc)
+	}
+	last.Reason = failReason(fmt.Sprintf("no end line; nothing written for longer than the running timeout (%s) after %s",
+		model.Duration(timeout), at.Format(stepTimeLayout)), last)
 }

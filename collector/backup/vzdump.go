@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -94,6 +95,7 @@ func scanVzdump(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*
 		sort.Slice(list, func(a, b int) bool { return list[a].start.Before(list[b].start) })
 		var newestSuccess *run
 		var archiveSizes []int64
+		var copies []time.Time
 		for _, a := range list {
 			r := a.evaluate(now, time.Duration(j.RunningTimeout), u)
 			all = append(all, attemptRun{a, r})
@@ -102,13 +104,15 @@ func scanVzdump(j Job, now time.Time, loc *time.Location, u *unreadablePaths) (*
 				rr := r
 				newestSuccess = &rr
 				archiveSizes = append(archiveSizes, r.SizeBytes)
+				copies = append(copies, r.End)
 			}
 			if r.Finished {
 				d.VMLastRunOK[guest] = r.Success
 			}
 		}
 		if newestSuccess != nil {
-			vb := vmBackup{Time: newestSuccess.End, HasSize: true, SizeBytes: newestSuccess.SizeBytes}
+			slices.SortFunc(copies, time.Time.Compare)
+			vb := vmBackup{Time: newestSuccess.End, HasSize: true, SizeBytes: newestSuccess.SizeBytes, Copies: copies}
 			vb.PrevSize, vb.HasPrevSize = medianOfPrevious(archiveSizes)
 			d.VMs[guest] = vb
 			total += newestSuccess.SizeBytes
