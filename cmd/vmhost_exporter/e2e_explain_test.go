@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -35,15 +36,20 @@ var (
 )
 
 // explainTrees builds, with the operator's scripts run as root, the trees
-// of three jobs in a shared temp dir, and returns its config: "kvm"
+// of four jobs in a shared temp dir, and returns its config: "kvm"
 // (kvm_backup.sh: a good set, then a run killed in step 2 as a reboot
-// would), "kvm-ok" (one good set) and "restore-test" (kvm_restore.sh on
-// kvm's good set). The good set of kvm also holds VM definitions with odd
-// names. okConfig holds only the two jobs that succeeded.
+// would), "s3-kvm" (the operator's rclone wrapper syncing kvm's tree
+// between the two, copies: kvm), "kvm-ok" (one good set) and
+// "restore-test" (kvm_restore.sh on kvm's good set). The good set of kvm
+// also holds VM definitions with odd names, written after the sync.
+// okConfig holds only kvm-ok and restore-test. The scripts and the
+// exporter run with TZ=UTC, so the page's times are the logs' as written.
 func explainTrees(t *testing.T) (config, okConfig string) {
 	t.Helper()
 	testenv.LookPath(t, "rsync", "rsync")
 	testenv.LookPath(t, "virsh", "libvirt-clients")
+	testenv.LookPath(t, "rclone", "rclone")
+	t.Setenv("TZ", "UTC")
 	root := testenv.SharedTempDir(t)
 	src := filepath.Join(root, "src")
 	for _, d := range []string{"libvirt/qemu", "images", "network-scripts", "etc"} {
@@ -68,6 +74,8 @@ func explainTrees(t *testing.T) (config, okConfig string) {
 	runScript(t, "kvm_backup.sh", append(env, "BACKUP_BASE="+kvm, "DATE=2025-05-27")...)
 	runScript(t, "kvm_backup.sh", append(env, "BACKUP_BASE="+kvmOK, "DATE=2025-05-28")...)
 	good := filepath.Join(kvm, "2025-05-27")
+	rcloneLog := filepath.Join(root, "rclone-kvm.log")
+	runScript(t, "backup_to_s3.sh", "LC_ALL=C", "RETRIES=1", "SRC="+kvm, "DEST="+filepath.Join(root, "offsite"), "LOG="+rcloneLog, "DATE=2025-05-27")
 	xml, err := os.ReadFile(filepath.Join(good, "vm_xml", "vm-a.xml"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +118,8 @@ func explainTrees(t *testing.T) (config, okConfig string) {
 
 	// running_timeout 1s: the killed run counts as failed a second after
 	// its last write, not an hour.
-	jobKVM := fmt.Sprintf("  - name: kvm\n    type: dated_dir\n    path: %s\n    running_timeout: 1s\n    max_age: 26h\n", kvm)
+	jobKVM := fmt.Sprintf("  - name: kvm\n    type: dated_dir\n    path: %s\n    running_timeout: 1s\n    max_age: 26h\n", kvm) +
+		fmt.Sprintf("  - name: s3-kvm\n    type: rclone_log\n    log_file: %s\n    copies: kvm\n    max_age: 26h\n", rcloneLog)
 	others := fmt.Sprintf("  - name: kvm-ok\n    type: dated_dir\n    path: %s\n    max_age: 26h\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: %s\n    max_age: 35d\n", kvmOK, restoreLog)
 	config, okConfig = filepath.Join(root, "backup.yml"), filepath.Join(root, "backup-ok.yml")
@@ -119,15 +128,54 @@ func explainTrees(t *testing.T) (config, okConfig string) {
 	return config, okConfig
 }
 
+// evidence is what the page and --backup.explain must quote of the trees
+// of explainTrees, read from the files the scripts wrote (TZ=UTC).
+type evidence struct {
+	killedLog  string
+	start, end string // lines 1 and 3 of the killed run's log
+	// reasons: the killed run stopped in step 2; the set last changed
+	// when it wrote [2/5], or a second later (mkdir vm_xml).
+	reasons []string
+	// goodEnd is when kvm's good set ended ([5/5], as written): the copy
+	// the sync took offsite.
+	goodEnd string
+}
+
+func readEvidence(t *testing.T, config string) evidence {
+	t.Helper()
+	kvm := filepath.Join(filepath.Dir(config), "backup", "kvm")
+	ev := evidence{killedLog: filepath.Join(kvm, "2025-05-28", "backup.log")}
+	lines := strings.Split(testenv.ReadFile(t, ev.killedLog), "\n")
+	if len(lines) < 3 || !strings.Contains(lines[2], "[2/5]") {
+		t.Fatalf("the killed run's log:\n%s", strings.Join(lines, "\n"))
+	}
+	ev.start, ev.end = lines[0], lines[2]
+	at, err := time.Parse("2006-01-02 15:04:05", ev.end[:19])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{0, time.Second} {
+		ev.reasons = append(ev.reasons, "killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1s) after "+
+			at.Add(d).Format("2006-01-02 15:04:05"))
+	}
+	good := strings.Split(testenv.ReadFile(t, filepath.Join(kvm, "2025-05-27", "backup.log")), "\n")
+	if len(good) < 6 || !strings.Contains(good[5], "[5/5]") {
+		t.Fatalf("the good set's log:\n%s", strings.Join(good, "\n"))
+	}
+	ev.goodEnd = good[5][:19] + " UTC"
+	return ev
+}
+
 // startExplained starts the exporter on config and waits until its scans
 // judge kvm failed and the others successful; it returns the reason the
-// exporter gives for kvm.
-func startExplained(t *testing.T, e *testenv.Exporter) string {
+// exporter gives for kvm, which must be the step log's (ev.reasons).
+func startExplained(t *testing.T, e *testenv.Exporter, ev evidence) string {
 	t.Helper()
-	mf := waitFor(t, e.URL+"/metrics", "kvm failed, kvm-ok and restore-test succeeded", func(mf map[string]*dto.MetricFamily) bool {
+	mf := waitFor(t, e.URL+"/metrics", "kvm failed, kvm-ok, restore-test and s3-kvm succeeded", func(mf map[string]*dto.MetricFamily) bool {
 		return equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "kvm"}, 0)(mf) &&
 			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "kvm-ok"}, 1)(mf) &&
-			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "restore-test"}, 1)(mf)
+			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "restore-test"}, 1)(mf) &&
+			equals("vmhost_backup_last_run_success", map[string]string{"backup_job": "s3-kvm"}, 1)(mf)
 	})
 	for _, m := range mf["vmhost_backup_last_run_failure_info"].GetMetric() {
 		labels := map[string]string{}
@@ -135,6 +183,9 @@ func startExplained(t *testing.T, e *testenv.Exporter) string {
 			labels[l.GetName()] = l.GetValue()
 		}
 		if labels["backup_job"] == "kvm" && labels["reason"] != "" {
+			if !slices.Contains(ev.reasons, labels["reason"]) {
+				t.Errorf("vmhost_backup_last_run_failure_info{backup_job=\"kvm\"} reason %q, want one of %q", labels["reason"], ev.reasons)
+			}
 			return labels["reason"]
 		}
 	}
@@ -159,13 +210,18 @@ func verdicts(page string) []string {
 // the odd names escaped, and log the failure once.
 func TestBackupsPageAndExplain(t *testing.T) {
 	config, okConfig := explainTrees(t)
+	ev := readEvidence(t, config)
 	flags := []string{"--collector.disable-defaults", "--collector.backup", "--backup.config-file=" + config, "--backup.scan-interval=1s"}
-	wantVerdicts := []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok"}
+	wantVerdicts := []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok", "s3-kvm (rclone_log): ok"}
+	// kvm's VMs were synced once (their copy of the good set is offsite,
+	// nothing waits); kvm-ok's are copied by no job.
+	offsiteCell := regexp.MustCompile(`<td class="offsite">` + regexp.QuoteMeta(ev.goodEnd) + ` \([^()]+ ago\) \(s3-kvm\)</td>`)
+	offsiteLine := regexp.MustCompile(`(?m)^    vm-a: newest complete copy .*\n      offsite: ` + regexp.QuoteMeta(ev.goodEnd) + ` \([^()]+ ago\) \(s3-kvm\); restore test: `)
 
 	asRoot := testenv.StartExporter(t, flags...)
 	asService := testenv.StartExporterAsService(t, flags...)
 	for who, e := range map[string]*testenv.Exporter{"root": asRoot, "service": asService} {
-		reason := startExplained(t, e)
+		reason := startExplained(t, e, ev)
 		page, _ := fetch(t, e.URL+"/backups")
 		if got := verdicts(page); !slices.Equal(got, wantVerdicts) {
 			t.Errorf("%s: /backups verdicts %q, want %q", who, got, wantVerdicts)
@@ -177,12 +233,23 @@ func TestBackupsPageAndExplain(t *testing.T) {
 			// vm-c's disk lies outside the images directory the script copies.
 			"/srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies",
 			"Failed: kvm",
+			// The killed run's first and last lines, quoted with file and
+			// line number.
+			`<div>Start line: <div class="ref"><span class="file">` + htmltemplate.HTMLEscapeString(ev.killedLog) + `:1</span> <q>` + htmltemplate.HTMLEscapeString(ev.start) + `</q></div></div>`,
+			`<div>End line: <div class="ref"><span class="file">` + htmltemplate.HTMLEscapeString(ev.killedLog) + `:3</span> <q>` + htmltemplate.HTMLEscapeString(ev.end) + `</q></div></div>`,
+			`<td class="offsite">no sync job</td>`,
 		} {
 			if !strings.Contains(page, want) {
 				t.Errorf("%s: /backups lacks %q", who, want)
 			}
 		}
-		if strings.Contains(page, htmlVM) || strings.Contains(page, "\xe9") || strings.Contains(page, "Unreadable") {
+		if n := len(offsiteCell.FindAllString(page, -1)); n < 2 {
+			t.Errorf("%s: /backups has %d offsite cells matching %s, want vm-a's and vm-b's at least", who, n, offsiteCell)
+		}
+		// The Latin-1 byte of caf\xe9 must not reach the page raw: the page
+		// is valid UTF-8 (a byte search for \xe9 no longer tells, since the
+		// page quotes the logs' Japanese, whose UTF-8 holds that byte).
+		if strings.Contains(page, htmlVM) || !utf8.ValidString(page) || strings.Contains(page, "Unreadable") {
 			t.Errorf("%s: /backups shows a name unescaped, or unreadable paths:\n%s", who, page)
 		}
 		landing, _ := fetch(t, e.URL+"/")
@@ -214,13 +281,22 @@ func TestBackupsPageAndExplain(t *testing.T) {
 			t.Errorf("%s: --backup.explain exit status %d, want 1\n%s\n%s", who, code, stdout, stderr)
 		}
 		for _, want := range []string{
-			"== kvm (dated_dir): failed ==", "    why failed: ", "== kvm-ok (dated_dir): ok ==",
+			"== kvm (dated_dir): failed ==", "== kvm-ok (dated_dir): ok ==", "== s3-kvm (rclone_log): ok ==",
+			"    start line: " + ev.killedLog + ":1: " + ev.start + "\n",
+			"    end line:   " + ev.killedLog + ":3: " + ev.end + "\n",
+			"      offsite: no sync job copies this job; ",
 			"== restore-test (restore_log): ok ==", `caf\xe9: newest complete copy`, htmlVM + ": newest complete copy",
 			"vm-c: no complete copy", "missing disks: 1", "\nFailed: kvm\n",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("%s: --backup.explain lacks %q:\n%s", who, want, stdout)
 			}
+		}
+		if m := regexp.MustCompile(`    why failed: (.*)\n`).FindStringSubmatch(stdout); m == nil || !slices.Contains(ev.reasons, m[1]) {
+			t.Errorf("%s: --backup.explain's reason %q, want one of %q", who, m, ev.reasons)
+		}
+		if !offsiteLine.MatchString(stdout) {
+			t.Errorf("%s: --backup.explain has no line matching %s:\n%s", who, offsiteLine, stdout)
 		}
 		if !strings.Contains(stderr, `msg="Backup run failed"`) {
 			t.Errorf("%s: --backup.explain does not log the failed run:\n%s", who, stderr)
@@ -297,11 +373,11 @@ func TestBackupsPageInChromium(t *testing.T) {
 	}
 	config, _ := explainTrees(t)
 	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--backup.config-file="+config, "--backup.scan-interval=1s")
-	reason := startExplained(t, e)
+	reason := startExplained(t, e, readEvidence(t, config))
 	url := e.URL + "/backups"
 
 	dom := testenv.Chromium(t, url, "--dump-dom", "--window-size=1280,1024")
-	if got, want := verdicts(dom), []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok"}; !slices.Equal(got, want) {
+	if got, want := verdicts(dom), []string{"kvm (dated_dir): failed", "kvm-ok (dated_dir): ok", "restore-test (restore_log): ok", "s3-kvm (rclone_log): ok"}; !slices.Equal(got, want) {
 		t.Errorf("verdicts Chromium shows: %q, want %q", got, want)
 	}
 	for _, want := range []string{"Why it failed: " + htmltemplate.HTMLEscapeString(reason), htmltemplate.HTMLEscapeString(htmlVM), `caf\xe9`, "Failed: kvm"} {
@@ -373,7 +449,7 @@ func TestBackupsPageKnowsTheHostsVMs(t *testing.T) {
 	t.Setenv("TZ", "UTC")
 	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--collector.libvirt",
 		"--libvirt.socket="+l.SockRO, "--libvirt.uri="+testenv.TestURI(node), "--backup.config-file="+config, "--backup.scan-interval=1s")
-	startExplained(t, e)
+	startExplained(t, e, readEvidence(t, config))
 	page, _ := fetch(t, e.URL+"/backups")
 	row := func(vm string) string {
 		_, after, ok := strings.Cut(page, "<tr><td>"+vm)

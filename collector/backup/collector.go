@@ -462,32 +462,51 @@ func (c *Collector) emitOffsite(ch chan<- prometheus.Metric, sync Job, res *jobR
 	if res.Data == nil || local == nil || local.Data == nil {
 		return
 	}
+	for _, vm := range slices.Sorted(maps.Keys(local.Data.VMs)) {
+		o := offsiteOf(local.Data.VMs[vm], res.Data)
+		label := labelSafe(vm)
+		if !o.Offsite.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsite, prometheus.GaugeValue, ts(o.Offsite), sync.Name, label)
+		}
+		if !o.Pending.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsitePending, prometheus.GaugeValue, ts(o.Pending), sync.Name, label)
+		}
+	}
+}
+
+// offsite is where one VM's copies stand against one sync job: its
+// newest local copy a successful sync run finished after (zero: none),
+// and its oldest local copy none has finished after yet (zero: none
+// waits).
+type offsite struct{ Offsite, Pending time.Time }
+
+// offsiteOf judges a VM's local copies v against the sync job's data:
+// /metrics and /backups say the same.
+func offsiteOf(v vmBackup, sync *jobData) offsite {
 	var synced time.Time // end of the sync job's newest successful run
-	if s := res.Data.LastSuccess; s != nil {
+	if s := sync.LastSuccess; s != nil {
 		synced = s.End
 	}
-	for _, vm := range slices.Sorted(maps.Keys(local.Data.VMs)) {
-		v := local.Data.VMs[vm]
-		copies := v.Copies
-		if len(copies) == 0 {
-			copies = []time.Time{v.Time}
-		}
-		label := labelSafe(vm)
-		// copies is oldest first: those up to synced are offsite (none
-		// when the sync job never succeeded: synced is zero).
-		k, _ := slices.BinarySearchFunc(copies, synced, func(t, s time.Time) int {
-			if t.After(s) {
-				return 1
-			}
-			return -1
-		})
-		if k > 0 {
-			ch <- prometheus.MustNewConstMetric(c.d.vmOffsite, prometheus.GaugeValue, ts(copies[k-1]), sync.Name, label)
-		}
-		if k < len(copies) {
-			ch <- prometheus.MustNewConstMetric(c.d.vmOffsitePending, prometheus.GaugeValue, ts(copies[k]), sync.Name, label)
-		}
+	copies := v.Copies
+	if len(copies) == 0 {
+		copies = []time.Time{v.Time}
 	}
+	// copies is oldest first: those up to synced are offsite (none when
+	// the sync job never succeeded: synced is zero).
+	k, _ := slices.BinarySearchFunc(copies, synced, func(t, s time.Time) int {
+		if t.After(s) {
+			return 1
+		}
+		return -1
+	})
+	var o offsite
+	if k > 0 {
+		o.Offsite = copies[k-1]
+	}
+	if k < len(copies) {
+		o.Pending = copies[k]
+	}
+	return o
 }
 
 func ts(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -103,9 +103,17 @@ type VMRow struct {
 	// Offsite is the newest offsite copy of the VM: the time of its newest
 	// local copy that a successful run of a sync job naming this job in
 	// `copies:` finished after (issue 26 item 1,
-	// vmhost_backup_vm_offsite_timestamp_seconds), and that sync job.
-	// OFFSITE: empty until the offsite data is joined in here.
+	// vmhost_backup_vm_offsite_timestamp_seconds), and that sync job; of
+	// several sync jobs, the one with the newest copy.
 	Offsite, OffsiteJob string
+	// OffsitePending is the VM's oldest local copy that a sync job has not
+	// taken yet (vmhost_backup_vm_offsite_pending_timestamp_seconds, what
+	// VMNoOffsiteCopy ages), and that sync job; of several, the oldest.
+	OffsitePending, PendingJob string
+	// Offsite's state when it is empty: SyncJobs, a job of the config
+	// copies this one; Synced, one of them has been scanned (its copies
+	// are known: none yet).
+	SyncJobs, Synced bool
 	// RestoreTest is the newest successful restore test (restore_log
 	// jobs) and its job.
 	RestoreTest, RestoreJob string
@@ -115,6 +123,8 @@ type VMRow struct {
 	// NotOnHost: the host's VMs are known and this one is not defined
 	// there (any more). NeverBackedUp: defined on the host, no copy here.
 	NotOnHost, NeverBackedUp bool
+
+	key string // the domain as the job's data names it (Domain is shown)
 }
 
 // HostVM is what the libvirt side knows of a VM defined on the host.
@@ -149,6 +159,13 @@ func (c *Collector) Explain(o ExplainOptions) Explanation {
 			}
 		}
 	}
+	// The sync jobs that copy each job (copies:), by name.
+	syncs := map[string][]Job{}
+	for _, j := range jobs {
+		if j.Copies != "" {
+			syncs[j.Copies] = append(syncs[j.Copies], j)
+		}
+	}
 	ex := Explanation{Generated: fmtTime(now, now, loc)}
 	for _, j := range jobs {
 		jv := explainJob(j, c.results[j.Name], now, loc)
@@ -162,10 +179,47 @@ func (c *Collector) Explain(o ExplainOptions) Explanation {
 					jv.VMs[i].RestoreTest, jv.VMs[i].RestoreJob = fmtTime(restoreAt, now, loc), display(restoreJob)
 				}
 			}
+			c.offsiteColumn(jv.VMs, c.results[j.Name], syncs[j.Name], now, loc)
 		}
 		ex.Jobs = append(ex.Jobs, jv)
 	}
 	return ex
+}
+
+// offsiteColumn fills the rows' offsite column from the sync jobs that
+// copy their job, judged as vmhost_backup_vm_offsite_timestamp_seconds
+// and its pending series are (offsiteOf). c.mu is held.
+func (c *Collector) offsiteColumn(rows []VMRow, local *jobResult, syncJobs []Job, now time.Time, loc *time.Location) {
+	if len(syncJobs) == 0 {
+		return
+	}
+	var vms map[string]vmBackup
+	if local != nil && local.Data != nil {
+		vms = local.Data.VMs
+	}
+	for i := range rows {
+		r := &rows[i]
+		r.SyncJobs = true
+		v, ok := vms[r.key]
+		var newest, oldest time.Time
+		for _, s := range syncJobs {
+			res := c.results[s.Name]
+			if res == nil || res.Data == nil {
+				continue
+			}
+			r.Synced = true
+			if !ok {
+				continue
+			}
+			o := offsiteOf(v, res.Data)
+			if !o.Offsite.IsZero() && o.Offsite.After(newest) {
+				newest, r.Offsite, r.OffsiteJob = o.Offsite, fmtTime(o.Offsite, now, loc), display(s.Name)
+			}
+			if !o.Pending.IsZero() && (oldest.IsZero() || o.Pending.Before(oldest)) {
+				oldest, r.OffsitePending, r.PendingJob = o.Pending, fmtTime(o.Pending, now, loc), display(s.Name)
+			}
+		}
+	}
 }
 
 // hasVMs: the job types whose backups are per VM.
@@ -261,9 +315,12 @@ func refView(l lineRef) *RefView {
 }
 
 // FailureReason says why a finished run that did not succeed counts as
-// failed: the reason its parser recorded, or else what the job type's
-// success rule missed. It stays short and holds no time stamp: it is
-// also a label value (vmhost_backup_last_run_failure_info).
+// failed: the reason its parser recorded. Every parser records one for a
+// failed run (the step logs' error lines and missing end lines, rclone's
+// verdict, a set's missing disk, a guest's ERROR line), but for a vzdump
+// guest that wrote its end line and left no archive: that one is said
+// here. It stays short and holds no time stamp of its own: it is also a
+// label value (vmhost_backup_last_run_failure_info).
 func FailureReason(j Job, r *run) string {
 	if r.Reason != "" {
 		return r.Reason
@@ -272,32 +329,10 @@ func FailureReason(j Job, r *run) string {
 	if r.Errors > 0 {
 		errs = fmt.Sprintf(" (%d error lines)", r.Errors)
 	}
-	switch j.Type {
-	case TypeRcloneLog:
-		if r.Errors > 0 {
-			return fmt.Sprintf("rclone logged %d ERROR lines", r.Errors)
-		}
-		return "rclone's run has no end line"
-	case TypeDatedDir:
-		if j.SuccessFrom == SuccessFromContents {
-			return "the set is not complete" + errs
-		}
-		return fmt.Sprintf("%s ends without %s%s", j.LogName, successLine(j.SuccessPattern, defaultStepSuccess, "its final step line [n/n]"), errs)
-	case TypeRestoreLog:
-		return fmt.Sprintf("the restore log ends without %s%s", successLine(j.SuccessPattern, defaultRestoreSuccess, "its success line (復元完了)"), errs)
-	case TypeVzdump:
+	if j.Type == TypeVzdump {
 		return "a guest's dump failed" + errs
 	}
 	return "the run did not succeed" + errs
-}
-
-// successLine names the line a run lacks: in words for the default
-// pattern, else the job's pattern.
-func successLine(re Regexp, def, words string) string {
-	if re.Regexp == nil || re.String() == def {
-		return words
-	}
-	return fmt.Sprintf("a line matching %s", re)
 }
 
 // vmRows lists the VMs of a job, and, when the host's VMs are known, the
@@ -329,7 +364,7 @@ func vmRows(j Job, res *jobResult, host map[string]HostVM, now time.Time, loc *t
 	maxAge := time.Duration(j.MaxAge)
 	rows := make([]VMRow, 0, len(names))
 	for _, vm := range slices.Sorted(maps.Keys(names)) {
-		row := VMRow{Domain: display(vm), Stale: true}
+		row := VMRow{Domain: display(vm), Stale: true, key: vm}
 		if d != nil {
 			if b, ok := d.VMs[vm]; ok {
 				row.LastCopy = fmtTime(b.Time, now, loc)

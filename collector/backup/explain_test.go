@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	htmltemplate "html/template"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,17 +12,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
 // explainTrees builds, with the operator's scripts, a dated_dir job whose
-// newest run was killed in step 2 (after a good set), a restore log of a
-// successful restore of the good set, and a vzdump directory where guest
-// 101's dump failed. The good set also holds two VM definitions whose
-// names are HTML and not UTF-8, as a file name may be. It returns the
-// jobs and the time to judge them at (after the killed run's timeout).
+// newest run was killed in step 2 (after two good sets), its mirror made
+// with rsync after the first good set (a sync job that copies it), a
+// restore log of a successful restore of the second good set, and a
+// vzdump directory where guest 101's dump failed. The second good set
+// also holds two VM definitions whose names are HTML and not UTF-8, as a
+// file name may be. It returns the jobs and the time to judge them at
+// (after the killed run's timeout).
 func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
 	t.Helper()
 	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-26"), script)
+	mirror := filepath.Join(t.TempDir(), "kvm")
+	runCmd(t, nil, "rsync", "-a", base+"/", mirror+"/")
+	// The logs have whole seconds: the second set must end in a later one.
+	first := stepTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "[5/5]")
+	testenv.Eventually(t, 5*time.Second, "the next second", func() (bool, string) {
+		return float64(time.Now().Unix()) > first, time.Now().String()
+	})
 	runCmd(t, append(env, "DATE=2025-05-27"), script)
 	good := filepath.Join(base, "2025-05-27")
 	for _, name := range []string{"<script>alert(1)<", "bad\xff\xfename"} {
@@ -67,7 +80,15 @@ func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
 		{Name: "mysql-dumps", Type: TypeFileGlob, Glob: filepath.Join(dumps, "*.sql.gz"), MaxAge: Duration(26 * time.Hour)},
 		{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog, MaxAge: Duration(35 * 24 * time.Hour)},
 		{Name: "pve", Type: TypeVzdump, Path: pve, MaxAge: Duration(26 * time.Hour)},
+		{Name: "nas", Type: TypeDatedDir, Path: mirror, Copies: "kvm-host", MaxAge: Duration(26 * time.Hour)},
 	}, time.Now().Add(2 * time.Hour)
+}
+
+// first is when the first good set of explainTrees ended: the copy the
+// mirror (the last job) holds.
+func first(t *testing.T, jobs []Job) float64 {
+	t.Helper()
+	return stepTime(t, filepath.Join(jobs[len(jobs)-1].Path, "2025-05-26", "backup.log"), "[5/5]")
 }
 
 // TestExplainOnRealTrees: /backups and --backup.explain say which job
@@ -96,13 +117,43 @@ func TestExplainOnRealTrees(t *testing.T) {
 	if kvm.Verdict != VerdictFailed || restore.Verdict != VerdictOK || pve.Verdict != VerdictFailed {
 		t.Fatalf("verdicts: kvm-host %q, restore-test %q, pve %q", kvm.Verdict, restore.Verdict, pve.Verdict)
 	}
-	// The killed run: its reason comes from the step log's parser, or the
-	// dated_dir rule it missed; either way the page says it.
-	if kvm.LastRun == nil || kvm.LastRun.State != "failed" || kvm.LastRun.Reason == "" || !strings.Contains(kvm.Why, kvm.LastRun.Reason) {
-		t.Errorf("kvm-host: newest run %+v, why %q: want a failed run with its reason", kvm.LastRun, kvm.Why)
+	// The killed run: the step log's parser says in which step it stopped
+	// and how it is known to be over (its set has not changed for
+	// running_timeout since it wrote [2/5], or a second later: mkdir
+	// vm_xml), and quotes its first and last lines: lines 1 and 3 of the
+	// set's backup.log.
+	base := jobs[0].Path
+	killedLog, goodLog := filepath.Join(base, "2025-05-28", "backup.log"), filepath.Join(base, "2025-05-27", "backup.log")
+	killedAt := stepTime(t, killedLog, "[2/5]")
+	var reasons []string
+	for _, at := range []float64{killedAt, killedAt + 1} {
+		reasons = append(reasons, "killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after "+
+			time.Unix(int64(at), 0).Format("2006-01-02 15:04:05"))
 	}
-	if kvm.LastSuccess == nil || kvm.LastSuccess.State != "succeeded" {
-		t.Errorf("kvm-host: the previous success is missing: %+v", kvm.LastSuccess)
+	if kvm.LastRun == nil || kvm.LastRun.State != "failed" || !slices.Contains(reasons, kvm.LastRun.Reason) || kvm.Why != "the newest finished run failed: "+kvm.LastRun.Reason {
+		t.Errorf("kvm-host: newest run %+v, why %q: want a failed run, reason one of %q", kvm.LastRun, kvm.Why, reasons)
+	}
+	quoted := func(who string, ref *RefView, file string, line int, text string) {
+		t.Helper()
+		if ref == nil || ref.File != file || ref.Line != line || !strings.HasSuffix(ref.Text, " - "+text) || len(ref.Text) != len("2006-01-02 15:04:05 - ")+len(text) {
+			t.Errorf("%s: %+v, want line %d of %s: <time> - %s", who, ref, line, file, text)
+		}
+	}
+	if r := kvm.LastRun; r != nil {
+		quoted("the killed run's start line", r.StartRef, killedLog, 1, "=== KVM ホストバックアップ開始 ===")
+		quoted("the killed run's last line", r.EndRef, killedLog, 3, "[2/5] 各VMの定義（XML）を保存中...")
+	}
+	if r := kvm.LastSuccess; r == nil || r.State != "succeeded" || r.Reason != "" {
+		t.Errorf("kvm-host: the previous success is missing: %+v", r)
+	} else {
+		quoted("the previous success's start line", r.StartRef, goodLog, 1, "=== KVM ホストバックアップ開始 ===")
+		quoted("the previous success's end line", r.EndRef, goodLog, 6, "[5/5] バックアップ完了しました")
+	}
+	if r := restore.LastRun; r == nil {
+		t.Errorf("restore-test: no newest run")
+	} else {
+		quoted("the restore test's start line", r.StartRef, jobs[2].LogFile, 1, "=== KVM ホスト復元開始 ===")
+		quoted("the restore test's end line", r.EndRef, jobs[2].LogFile, 6, "復元完了。必要であれば再起動してください。")
 	}
 	// vzdump: the failed guest's ERROR line, quoted with its file and line.
 	if r := pve.LastRun; r == nil || r.EndRef == nil || r.EndRef.Line != 2 || !strings.HasSuffix(r.EndRef.File, ".log") ||
@@ -127,6 +178,22 @@ func TestExplainOnRealTrees(t *testing.T) {
 	if r := rows["vm-new"]; !r.NeverBackedUp || r.LastCopy != "" {
 		t.Errorf("vm-new row (defined, never backed up): %+v", r)
 	}
+	// Offsite: the mirror (nas, copies: kvm-host) holds the first set, so
+	// vm-a's copy of that night is offsite and the second night's waits,
+	// as vmhost_backup_vm_offsite_timestamp_seconds and its pending
+	// series say; the odd names are in the second set only.
+	firstAt, secondAt := fmtTime(time.Unix(int64(first(t, jobs)), 0), now, time.Local), fmtTime(time.Unix(int64(stepTime(t, goodLog, "[5/5]")), 0), now, time.Local)
+	if r := rows["vm-a"]; r.Offsite != firstAt || r.OffsiteJob != "nas" || r.OffsitePending != secondAt || r.PendingJob != "nas" {
+		t.Errorf("vm-a offsite: %q (%s), waiting %q (%s); want %q (nas), waiting %q (nas)", r.Offsite, r.OffsiteJob, r.OffsitePending, r.PendingJob, firstAt, secondAt)
+	}
+	if r := rows[`bad\xff\xfename`]; r.Offsite != "" || !r.Synced || r.OffsitePending != secondAt {
+		t.Errorf("a VM of the second set only: offsite %q, waiting %q; want none yet, waiting %q", r.Offsite, r.OffsitePending, secondAt)
+	}
+	mf0 := gatherFrom(t, c)
+	vmA := map[string]string{"backup_job": "nas", "domain": "vm-a"}
+	if got, want := val(t, mf0, "vmhost_backup_vm_offsite_timestamp_seconds", vmA), first(t, jobs); got != want {
+		t.Errorf("the page and /metrics disagree: vm-a offsite %v, want %v", got, want)
+	}
 	if r, ok := rows[`bad\xff\xfename`]; !ok || !r.NotOnHost {
 		t.Errorf("the non-UTF-8 name is not shown as \\xNN: rows %v", slices.Sorted(func(yield func(string) bool) {
 			for k := range rows {
@@ -146,7 +213,13 @@ func TestExplainOnRealTrees(t *testing.T) {
 	}
 	for _, want := range []string{
 		"== kvm-host (dated_dir): failed ==",
-		"why failed: " + kvm.LastRun.Reason,
+		"    why failed: " + kvm.LastRun.Reason + "\n",
+		"    start line: " + killedLog + ":1: " + kvm.LastRun.StartRef.Text + "\n",
+		"    end line:   " + killedLog + ":3: " + kvm.LastRun.EndRef.Text + "\n",
+		"    end line:   " + goodLog + ":6: " + kvm.LastSuccess.EndRef.Text + "\n",
+		"      offsite: " + firstAt + " (nas), the copy of " + secondAt + " waits (nas); restore test: ",
+		// vzdump is copied by no job.
+		"      offsite: no sync job copies this job; restore test: ",
 		"== restore-test (restore_log): ok ==",
 		"== pve (vzdump): failed ==",
 		fmt.Sprintf("end line:   %s:2: ", pve.LastRun.EndRef.File),
@@ -169,7 +242,11 @@ func TestExplainOnRealTrees(t *testing.T) {
 	if !strings.Contains(html, `bad\xff\xfename`) || strings.Contains(html, "\xff") {
 		t.Errorf("the non-UTF-8 name is not shown as \\xNN on the page")
 	}
-	for _, want := range []string{"no space left on device", "never backed up", "Failed: kvm-host, pve", `<span class="verdict">failed</span>`} {
+	for _, want := range []string{"no space left on device", "never backed up", "Failed: kvm-host, pve", `<span class="verdict">failed</span>`,
+		`<div class="reason">Why it failed: ` + htmltemplate.HTMLEscapeString(kvm.LastRun.Reason) + `</div>`,
+		`<div>End line: <div class="ref"><span class="file">` + htmltemplate.HTMLEscapeString(killedLog) + `:3</span> <q>` + htmltemplate.HTMLEscapeString(kvm.LastRun.EndRef.Text) + `</q></div></div>`,
+		firstAt + " (nas)<br>waiting: the copy of " + secondAt + " (nas)",
+	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("page lacks %q", want)
 		}
