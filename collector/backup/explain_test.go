@@ -331,3 +331,78 @@ func BenchmarkBackupsPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(page.Len()), "bytes/page")
 }
+
+// TestReadmeExplainExample: the README's --backup.explain example is what
+// the text template prints for the night it describes (kvm-host's rerun
+// killed in step 2 after the night's good run, the same night's sync
+// killed mid-copy), so the example cannot drift from the output format.
+func TestReadmeExplainExample(t *testing.T) {
+	readme := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
+	_, after, ok := strings.Cut(readme, "```text\nBackup jobs at ")
+	if !ok {
+		t.Fatal("README has no --backup.explain example")
+	}
+	example, _, _ := strings.Cut("Backup jobs at "+after, "```")
+
+	loc := time.UTC
+	now := time.Date(2026, 12, 1, 10, 5, 12, 0, loc)
+	at := func(s string) time.Time {
+		tm, err := time.ParseInLocation("2006-01-02 15:04:05", s, loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	ref := func(file string, line int, text string) *RefView { return &RefView{File: file, Line: line, Text: text} }
+	run := func(state, start, end, reason string, s, e *RefView) *RunView {
+		return &RunView{State: state, Start: fmtTime(at(start), now, loc), End: fmtTime(at(end), now, loc), Reason: reason, StartRef: s, EndRef: e}
+	}
+	killed := "killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after 2026-12-01 09:00:02"
+	stopped := "rclone stopped at 3 of 6 transfers (killed?)"
+	kvmLog, restoreLog, rcloneLog := "/backup/kvm/2026-12-01/backup.log", "/var/log/kvm_restore.log", "/var/log/rclone.log"
+	restore := run("succeeded", "2026-11-20 10:00:00", "2026-11-20 10:20:00", "",
+		ref(restoreLog, 13, "2026-11-20 10:00:00 - === KVM ホスト復元開始 ==="), ref(restoreLog, 18, "2026-11-20 10:20:00 - 復元完了。必要であれば再起動してください。"))
+	row := func(vm, copyAt string, missing []string, offsite, pending string) VMRow {
+		r := VMRow{Domain: vm, MissingDisks: missing, MissingCount: len(missing), SyncJobs: true, Synced: true,
+			RestoreTest: restore.End, RestoreJob: "restore-test"}
+		if copyAt != "" {
+			r.LastCopy = fmtTime(at(copyAt), now, loc)
+		}
+		if offsite != "" {
+			r.Offsite, r.OffsiteJob = fmtTime(at(offsite), now, loc), "s3-kvm"
+		}
+		if pending != "" {
+			r.OffsitePending, r.PendingJob = fmtTime(at(pending), now, loc), "s3-kvm"
+		}
+		return r
+	}
+	ex := Explanation{Generated: fmtTime(now, now, loc), Failed: []string{"kvm-host", "s3-kvm"}, Jobs: []JobView{{
+		Name: "kvm-host", Type: TypeDatedDir, Source: "/backup/kvm", MaxAge: "1d2h", Verdict: VerdictFailed,
+		Why: "the newest finished run failed: " + killed, Sets: 8,
+		LastRun: run("failed", "2026-12-01 09:00:01", "2026-12-01 09:00:02", killed,
+			ref(kvmLog, 7, "2026-12-01 09:00:01 - === KVM ホストバックアップ開始 ==="), ref(kvmLog, 9, "2026-12-01 09:00:02 - [2/5] 各VMの定義（XML）を保存中...")),
+		LastSuccess: run("succeeded", "2026-12-01 02:00:01", "2026-12-01 02:31:40", "",
+			ref(kvmLog, 1, "2026-12-01 02:00:01 - === KVM ホストバックアップ開始 ==="), ref(kvmLog, 6, "2026-12-01 02:31:40 - [5/5] バックアップ完了しました")),
+		VMs: []VMRow{
+			row("db1", "", []string{"/srv/vms/db1-data.img is outside /var/lib/libvirt/images, which the backup copies"}, "", ""),
+			row("web1", "2026-12-01 02:31:40", nil, "2026-11-30 02:30:55", "2026-12-01 02:31:40"),
+		},
+	}, {
+		Name: "restore-test", Type: TypeRestoreLog, Source: restoreLog, MaxAge: "5w", Verdict: VerdictOK,
+		Why: "the newest run succeeded and is within max_age", Sets: 3, LastRun: restore, LastSuccess: restore,
+	}, {
+		Name: "s3-kvm", Type: TypeRcloneLog, Source: rcloneLog, MaxAge: "1d2h", Verdict: VerdictFailed,
+		Why: "the newest finished run failed: " + stopped, Sets: 5,
+		LastRun: run("failed", "2026-12-01 03:00:00", "2026-12-01 03:04:31", stopped,
+			ref(rcloneLog, 212, "2026/12/01 03:00:00 INFO  : 2026-12-01/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 240, "Backup completed at Tue Dec  1 03:04:31 UTC 2026")),
+		LastSuccess: run("succeeded", "2026-11-30 03:00:00", "2026-11-30 03:12:09", "",
+			ref(rcloneLog, 170, "2026/11/30 03:00:00 INFO  : 2026-11-30/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 211, "Backup completed at Mon Nov 30 03:12:09 UTC 2026")),
+	}}}
+	var text bytes.Buffer
+	if err := ex.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimRight(text.String(), "\n") + "\n"; got != example {
+		t.Errorf("README's --backup.explain example differs from the output for its night:\n--- README\n%s\n--- output\n%s", example, got)
+	}
+}
