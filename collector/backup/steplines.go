@@ -158,8 +158,10 @@ func (p *stepRunReader) line(ref lineRef) {
 		p.begin(l, ref)
 	}
 	p.cur.End, p.cur.EndRef = l.T, ref
-	if m := stepCounter.FindStringSubmatch(l.Msg); m != nil {
-		p.cur.LastStep = m[1] + " of " + m[2]
+	if strings.IndexByte(l.Msg, '[') >= 0 { // most lines have no counter: skip the regexp
+		if m := stepCounter.FindStringSubmatch(l.Msg); m != nil {
+			p.cur.LastStep = m[1] + " of " + m[2]
+		}
 	}
 	if isSuccess(p.j.SuccessPattern.Regexp, l.Msg) {
 		p.sawSuccess, p.cur.Finished = true, true
@@ -228,7 +230,7 @@ func (p *stepRunReader) close(ended string) {
 }
 
 // stepCounter is the scripts' step counter, "[2/5]" in
-// "2026-12-01 09:00:01 - [2/5] VM定義をエクスポート中...".
+// "2026-12-01 09:00:02 - [2/5] 各VMの定義（XML）を保存中...".
 var stepCounter = regexp.MustCompile(`\[(\d+)/(\d+)\]`)
 
 // noEndLine begins the reason of a run that has no end line: with the
