@@ -6,10 +6,11 @@
 set -euo pipefail
 
 # rpm: the package test installs the .rpm in a sandbox as it does the .deb
-# (the package starts no service).
+# (the package starts no service). chromium: the /backups page is checked
+# as a person sees it, in headless Chromium (internal/testenv.Chromium).
 packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
   qemu-system-x86 qemu-utils prometheus prometheus-alertmanager rclone rsync systemd curl logrotate
-  rpm)
+  rpm chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -69,7 +69,7 @@ func fetch(t *testing.T, url string) (string, time.Duration) {
 }
 
 // TestEndToEndGolden runs the binary against a private libvirtd with the
-// test-driver fixture and two backup jobs with fixed content, and compares
+// test-driver fixture and backup jobs of each kind with fixed content, and compares
 // the project's own metrics with a golden file, which promtool must accept.
 func TestEndToEndGolden(t *testing.T) {
 	l := testenv.StartLibvirtd(t)
@@ -80,6 +80,14 @@ func TestEndToEndGolden(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "dumps", "db-2.sql.gz"), strings.Repeat("2", 1200), day)
 	writeFile(t, filepath.Join(dir, "kvm_restore.log"), "2025-05-01 10:00:00 - === KVM ホスト復元開始 ===\n"+
 		"2025-05-01 10:00:01 - [1/4] libvirt設定を復元中...\n2025-05-01 10:20:00 - 復元完了。必要であれば再起動してください。\n", day)
+	// A vzdump job whose newest run failed (guest 101's ERROR line, no
+	// archive), for the series that say why (issue 26): guest 100's
+	// archive is from the night before.
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-100-2025_05_27-02_00_00.vma.zst"), strings.Repeat("z", 2048), day.Add(-25*time.Hour))
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-100-2025_05_27-02_00_00.log"), "2025-05-27 02:00:00 INFO: Starting Backup of VM 100 (qemu)\n"+
+		"2025-05-27 02:00:17 INFO: Finished Backup of VM 100 (00:00:17)\n", day.Add(-25*time.Hour))
+	writeFile(t, filepath.Join(dir, "pve", "vzdump-qemu-101-2025_05_28-02_00_00.log"), "2025-05-28 02:00:00 INFO: Starting Backup of VM 101 (qemu)\n"+
+		"2025-05-28 02:00:05 ERROR: Backup of VM 101 failed - no space left on device\n", day.Add(-time.Hour))
 	// Two nightly sets of kvm_backup.sh's layout and an rclone sync of
 	// them that ran between the two (issue 26): web1's first copy is
 	// offsite, its second waits; db1's disk is on LVM, never copied.
@@ -92,14 +100,15 @@ func TestEndToEndGolden(t *testing.T) {
 		writeFile(t, filepath.Join(set, "images", "web1.img"), strings.Repeat("w", 4096), day)
 		writeFile(t, filepath.Join(set, "backup.log"), night+" 02:00:00 - === KVM ホストバックアップ開始 ===\n"+night+" 02:10:00 - [5/5] バックアップ完了しました\n", day)
 	}
-	// rclone's final statistics at --log-level=INFO, as 1.60 prints them:
-	// without them the run is no success (issue 24 item 1).
+	// The sync's run ends with rclone's final statistics: without them a
+	// run is one rclone did not finish (killed, issue 24), no success.
 	writeFile(t, filepath.Join(dir, "rclone-kvm.log"), "2025/05/26 03:00:00 INFO  : web1.img: Copied (new)\n"+
-		"2025/05/26 03:00:01 INFO  : \nTransferred:   \t    4 KiB / 4 KiB, 100%, 0 B/s, ETA -\nTransferred:            1 / 1, 100%\nElapsed time:         1.0s\n\n"+
+		"2025/05/26 03:00:05 INFO  : \nTransferred:   \t        4 KiB / 4 KiB, 100%, 0 B/s, ETA -\nTransferred:            1 / 1, 100%\nElapsed time:         5.0s\n\n"+
 		"Backup completed at 2025-05-26 03:00:05\n", day)
 	cfg := filepath.Join(dir, "backup.yml")
 	writeFile(t, cfg, "jobs:\n  - name: mysql-dumps\n    type: file_glob\n    glob: "+dir+"/dumps/*.sql.gz\n    max_age: 26h\n"+
 		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/kvm_restore.log\n    max_age: 35d\n"+
+		"  - name: pve\n    type: vzdump\n    path: "+dir+"/pve\n    max_age: 26h\n"+
 		"  - name: kvm-host\n    type: dated_dir\n    path: "+dir+"/kvm\n    max_age: 26h\n"+
 		"  - name: s3-kvm\n    type: rclone_log\n    log_file: "+dir+"/rclone-kvm.log\n    copies: kvm-host\n    max_age: 26h\n", time.Time{})
 	t.Setenv("TZ", "UTC")
@@ -107,6 +116,7 @@ func TestEndToEndGolden(t *testing.T) {
 	waitFor(t, e.URL+"/metrics", "backup scans", func(mf map[string]*dto.MetricFamily) bool {
 		return has("vmhost_backup_scan_success", map[string]string{"backup_job": "mysql-dumps"})(mf) &&
 			has("vmhost_backup_scan_success", map[string]string{"backup_job": "restore-test"})(mf) &&
+			has("vmhost_backup_scan_success", map[string]string{"backup_job": "pve"})(mf) &&
 			has("vmhost_backup_scan_success", map[string]string{"backup_job": "kvm-host"})(mf) &&
 			has("vmhost_backup_scan_success", map[string]string{"backup_job": "s3-kvm"})(mf)
 	})

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,6 +98,8 @@ func run(args []string) int {
 			"Backup jobs configuration file. A missing default file means no jobs; a file named on the command line must exist.").Default(defaultBackupConfig).IsSetByUser(&backupConfigExplicit).String()
 		backupConfigCheck = app.Flag("backup.config-check",
 			"Validate the backup configuration file, then exit.").Default("false").Bool()
+		backupExplain = app.Flag("backup.explain",
+			"Scan every backup job of the configuration once, print each job's verdict with its evidence (what /backups shows), then exit: 1 when a job's newest run failed or its scan failed.").Default("false").Bool()
 		backupScanInterval = durationFlag(app, "backup.scan-interval",
 			"Time between background scans of the backup jobs (scrapes never scan).", "5m")
 		backupScanConcurrency = app.Flag("backup.scan-concurrency",
@@ -150,12 +153,13 @@ func run(args []string) int {
 	}
 
 	if *backupConfigCheck {
-		if err := checkBackupConfig(*backupConfigFile); err != nil {
-			logger.Error("Backup configuration is invalid", "err", err)
-			return 1
-		}
-		logger.Info("Backup configuration is valid", "file", *backupConfigFile)
-		return 0
+		return checkBackupConfig(*backupConfigFile, logger)
+	}
+	if *backupExplain {
+		return explainBackups(*backupConfigFile, backupConfigExplicit, backup.Options{
+			ScanConcurrency: *backupScanConcurrency,
+			ScanTimeout:     *backupScanTimeout,
+		}, logger)
 	}
 
 	if err := web.Validate(*toolkitFlags.WebConfigFile); err != nil {
@@ -185,6 +189,7 @@ func run(args []string) int {
 	}
 	logger.Info("Enabled host collectors", "collectors", slices.Sorted(maps.Keys(nc.Collectors)))
 
+	var libvirtGatherer prometheus.Gatherer
 	if *libvirtEnabled {
 		sockets := libvirt.DefaultSockets
 		if libvirtSocketSet {
@@ -202,9 +207,16 @@ func run(args []string) int {
 			logger.Warn("libvirt is not reachable now; libvirt_up stays 0 until it is", "socket", strings.Join(sockets, " or "), "uri", *libvirtURI, "err", err)
 		}
 		registry.MustRegister(lc)
+		// /backups asks libvirt which VMs the host defines (and their
+		// oldest snapshots) through a registry of its own: the host
+		// collectors are not run for it.
+		lr := prometheus.NewRegistry()
+		lr.MustRegister(lc)
+		libvirtGatherer = lr
 	}
 
 	var reload func() error
+	var backupsPage http.Handler
 	if *backupEnabled {
 		load := func(path string) (*backup.Config, error) {
 			cfg, err := backup.LoadConfig(path)
@@ -231,6 +243,7 @@ func run(args []string) int {
 		defer cancel()
 		go bc.Run(ctx)
 		registry.MustRegister(bc)
+		backupsPage = backupsHandler(bc, libvirtGatherer, logger)
 		reload = func() error {
 			if err := bc.Reload(*backupConfigFile); err != nil {
 				logger.Error("Backup configuration reload failed; the previous configuration stays in force", "err", err)
@@ -274,12 +287,17 @@ func run(args []string) int {
 	mux := http.NewServeMux()
 	mux.Handle(*metricsPath, metricsHandler)
 	mux.HandleFunc("/-/reload", reloadHandler(*enableLifecycle, reload))
+	links := []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}}
+	if backupsPage != nil {
+		mux.Handle("/backups", backupsPage)
+		links = append(links, web.LandingLinks{Address: "/backups", Text: "Backups", Description: "each backup job's verdict with its evidence, and each VM's protection"})
+	}
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "vmhost_exporter",
 			Description: "Prometheus exporter for KVM/libvirt hypervisor hosts: host, VMs and backups",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}},
+			Links:       links,
 		})
 		if err != nil {
 			logger.Error("Cannot build landing page", "err", err)
@@ -328,9 +346,106 @@ func reloadHandler(enabled bool, reload func() error) http.HandlerFunc {
 	}
 }
 
-func checkBackupConfig(path string) error {
-	_, err := backup.LoadConfig(path)
-	return err
+// checkBackupConfig validates the file (--backup.config-check) and says
+// which paths are not absolute (an error: they would be read relative to
+// wherever the service starts) or do not exist now (a warning: a typo, or
+// a backup that has not run yet).
+func checkBackupConfig(path string, logger *slog.Logger) int {
+	cfg, err := backup.LoadConfig(path)
+	if err != nil {
+		logger.Error("Backup configuration is invalid", "err", err)
+		return 1
+	}
+	problems, warnings := cfg.CheckPaths()
+	for _, w := range warnings {
+		logger.Warn("Backup configuration: a path is missing now", "file", path, "problem", w)
+	}
+	for _, p := range problems {
+		logger.Error("Backup configuration is invalid", "file", path, "err", p)
+	}
+	if len(problems) > 0 {
+		return 1
+	}
+	logger.Info("Backup configuration is valid", "file", path)
+	return 0
+}
+
+// explainBackups is --backup.explain: one scan of every job, its verdicts
+// and evidence on stdout, exit status 1 when any job failed, so that an
+// operator can try a new config before deploying it.
+func explainBackups(path string, explicit bool, opts backup.Options, logger *slog.Logger) int {
+	cfg, err := backup.LoadConfig(path)
+	if errors.Is(err, fs.ErrNotExist) && !explicit {
+		cfg, err = &backup.Config{}, nil
+	}
+	if err != nil {
+		logger.Error("Cannot load backup configuration", "err", err)
+		return 1
+	}
+	ex := backup.ExplainOnce(context.Background(), cfg, opts, logger.With("collector", "backup"))
+	if err := ex.WriteText(os.Stdout); err != nil {
+		logger.Error("Cannot write the explanation", "err", err)
+		return 1
+	}
+	if len(ex.Failed) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// backupsHandler serves /backups: the last scan's verdicts with their
+// evidence. When libvirt is enabled it is asked (one bounded gather) for
+// the VMs the host defines, so that a VM never backed up has its row.
+func backupsHandler(bc *backup.Collector, libvirtGatherer prometheus.Gatherer, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var opts backup.ExplainOptions
+		if libvirtGatherer != nil {
+			opts.HostVMs = hostVMs(libvirtGatherer)
+		}
+		var buf bytes.Buffer
+		if err := bc.Explain(opts).WriteHTML(&buf, version.Version); err != nil {
+			logger.Error("Cannot render /backups", "err", err)
+			http.Error(w, "Cannot render the page; see the exporter's log.", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		_, _ = w.Write(buf.Bytes())
+	})
+}
+
+// hostVMs reads the VMs defined on the host and their oldest snapshot from
+// the libvirt collector's series; nil (unknown) while libvirt is down.
+func hostVMs(g prometheus.Gatherer) map[string]backup.HostVM {
+	mfs, _ := g.Gather() // a broken domain costs its own series, not the list
+	up := false
+	vms := map[string]backup.HostVM{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			domain := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "domain" {
+					domain = l.GetValue()
+				}
+			}
+			switch mf.GetName() {
+			case "libvirt_up":
+				up = m.GetGauge().GetValue() == 1
+			case "libvirt_domain_info_state":
+				if _, ok := vms[domain]; !ok && domain != "" {
+					vms[domain] = backup.HostVM{}
+				}
+			case "libvirt_domain_snapshot_oldest_timestamp_seconds":
+				if domain != "" {
+					sec := m.GetGauge().GetValue()
+					vms[domain] = backup.HostVM{OldestSnapshot: time.Unix(0, int64(sec*1e9))}
+				}
+			}
+		}
+	}
+	if !up {
+		return nil
+	}
+	return vms
 }
 
 // namedDuration is a duration flag whose parse error names the flag (kingpin's

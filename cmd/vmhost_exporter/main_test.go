@@ -241,14 +241,35 @@ func TestVersionAndHelp(t *testing.T) {
 }
 
 func TestBackupConfigCheck(t *testing.T) {
+	// Paths: a relative one is an error (it would be read from wherever
+	// the service starts), a missing one a warning (a typo, or a backup
+	// that has not run yet).
+	dir := t.TempDir()
+	paths := filepath.Join(dir, "paths.yml")
+	if err := os.WriteFile(paths, []byte("jobs:\n  - name: kvm\n    type: dated_dir\n    path: backup/kvm\n    max_age: 26h\n"+
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/nowhere/kvm_restore.log\n    max_age: 35d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yml")
+	if err := os.WriteFile(missing, []byte("jobs:\n  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/nowhere/kvm_restore.log\n    max_age: 35d\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		file     string
 		wantCode int
 		want     []string
+		notWant  []string
 	}{
-		{"../../examples/backup.yml", 0, []string{"valid"}},
-		{"../../collector/backup/testdata/bad-unknown-field.yml", 1, []string{"bad-unknown-field.yml", "max_agee"}},
-		{"../../collector/backup/testdata/bad-type.yml", 1, []string{"bad-type.yml", "field type"}},
+		{"../../examples/backup.yml", 0, []string{"valid"}, nil},
+		// YAML's words, not Go's: the job, the field, the fields that
+		// job accepts; on one line (issue 26: an operator saw "field
+		// maxage not found in type backup.Job" and a literal \n).
+		{"../../collector/backup/testdata/bad-unknown-field.yml", 1, []string{"bad-unknown-field.yml line 5", `unknown field \"max_agee\" in job \"kvm-host\" (known: name, type, max_age, path, `},
+			[]string{"backup.Job", `\n`, "not found in type"}},
+		{"../../collector/backup/testdata/bad-top-level.yml", 1, []string{`line 1: unknown top-level field \"job\" (known: jobs)`}, []string{"struct", "*[]"}},
+		{"../../collector/backup/testdata/bad-type.yml", 1, []string{"bad-type.yml", "field type"}, nil},
+		{paths, 1, []string{`job \"kvm\": path \"backup/kvm\" is not an absolute path`, `job \"restore-test\": log_file ` + dir + `/nowhere/kvm_restore.log does not exist`}, []string{"is valid"}},
+		{missing, 0, []string{"does not exist", "is valid"}, nil},
 	} {
 		t.Run(filepath.Base(tc.file), func(t *testing.T) {
 			code, out := runToExit(t, "--backup.config-check", "--backup.config-file="+tc.file)
@@ -258,6 +279,11 @@ func TestBackupConfigCheck(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(out, w) {
 					t.Errorf("output does not mention %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out, w) {
+					t.Errorf("output mentions %q:\n%s", w, out)
 				}
 			}
 		})

@@ -366,6 +366,9 @@ func (c *Collector) store(res *jobResult) {
 		res.Data.LastSuccess = prev.Data.LastSuccess
 		res.Data.PrevSuccessSize, res.Data.HasPrevSize = prev.Data.PrevSuccessSize, prev.Data.HasPrevSize
 	}
+	if res.ScanOK {
+		c.logNewFailure(prev, res)
+	}
 	var before map[string]string
 	if prev != nil {
 		before = prev.Unreadable
@@ -374,6 +377,26 @@ func (c *Collector) store(res *jobResult) {
 		c.logger.Warn("Backup evidence unreadable: the verdict leaves it out", "backup_job", res.Job.Name, "path", p, "err", res.Unreadable[p])
 	}
 	c.results[res.Job.Name] = res
+}
+
+// logNewFailure logs a failed newest run once, with its reason, when a
+// scan first sees it (or the exporter starts), not at every scan.
+func (c *Collector) logNewFailure(prev, res *jobResult) {
+	r := res.Data.LastFinished
+	if r == nil || r.Success {
+		return
+	}
+	if prev != nil && prev.Data != nil {
+		if p := prev.Data.LastFinished; p != nil && !p.Success && p.Start.Equal(r.Start) && p.End.Equal(r.End) {
+			return
+		}
+	}
+	args := []any{"backup_job", res.Job.Name, "type", res.Job.Type, "reason", display(FailureReason(res.Job, r)),
+		"start", r.Start.Format(time.RFC3339), "end", r.End.Format(time.RFC3339), "error_lines", r.Errors}
+	if r.EndRef.File != "" {
+		args = append(args, "end_line", fmt.Sprintf("%s:%d", display(r.EndRef.File), r.EndRef.Line))
+	}
+	c.logger.Warn("Backup run failed", args...)
 }
 
 // scanKey names one job's scan of one source.
@@ -417,6 +440,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if res.Data != nil {
 			c.d.emitData(ch, name, res.Data)
+			if r := res.Data.LastFinished; r != nil && !r.Success {
+				g(c.d.lastRunFailure, 1, name, display(FailureReason(j, r)))
+			}
 		}
 		if j.Copies != "" {
 			c.emitOffsite(ch, j, res)
@@ -436,32 +462,51 @@ func (c *Collector) emitOffsite(ch chan<- prometheus.Metric, sync Job, res *jobR
 	if res.Data == nil || local == nil || local.Data == nil {
 		return
 	}
+	for _, vm := range slices.Sorted(maps.Keys(local.Data.VMs)) {
+		o := offsiteOf(local.Data.VMs[vm], res.Data)
+		label := labelSafe(vm)
+		if !o.Offsite.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsite, prometheus.GaugeValue, ts(o.Offsite), sync.Name, label)
+		}
+		if !o.Pending.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.d.vmOffsitePending, prometheus.GaugeValue, ts(o.Pending), sync.Name, label)
+		}
+	}
+}
+
+// offsite is where one VM's copies stand against one sync job: its
+// newest local copy a successful sync run finished after (zero: none),
+// and its oldest local copy none has finished after yet (zero: none
+// waits).
+type offsite struct{ Offsite, Pending time.Time }
+
+// offsiteOf judges a VM's local copies v against the sync job's data:
+// /metrics and /backups say the same.
+func offsiteOf(v vmBackup, sync *jobData) offsite {
 	var synced time.Time // end of the sync job's newest successful run
-	if s := res.Data.LastSuccess; s != nil {
+	if s := sync.LastSuccess; s != nil {
 		synced = s.End
 	}
-	for _, vm := range slices.Sorted(maps.Keys(local.Data.VMs)) {
-		v := local.Data.VMs[vm]
-		copies := v.Copies
-		if len(copies) == 0 {
-			copies = []time.Time{v.Time}
-		}
-		label := labelSafe(vm)
-		// copies is oldest first: those up to synced are offsite (none
-		// when the sync job never succeeded: synced is zero).
-		k, _ := slices.BinarySearchFunc(copies, synced, func(t, s time.Time) int {
-			if t.After(s) {
-				return 1
-			}
-			return -1
-		})
-		if k > 0 {
-			ch <- prometheus.MustNewConstMetric(c.d.vmOffsite, prometheus.GaugeValue, ts(copies[k-1]), sync.Name, label)
-		}
-		if k < len(copies) {
-			ch <- prometheus.MustNewConstMetric(c.d.vmOffsitePending, prometheus.GaugeValue, ts(copies[k]), sync.Name, label)
-		}
+	copies := v.Copies
+	if len(copies) == 0 {
+		copies = []time.Time{v.Time}
 	}
+	// copies is oldest first: those up to synced are offsite (none when
+	// the sync job never succeeded: synced is zero).
+	k, _ := slices.BinarySearchFunc(copies, synced, func(t, s time.Time) int {
+		if t.After(s) {
+			return 1
+		}
+		return -1
+	})
+	var o offsite
+	if k > 0 {
+		o.Offsite = copies[k-1]
+	}
+	if k < len(copies) {
+		o.Pending = copies[k]
+	}
+	return o
 }
 
 func ts(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
@@ -478,6 +523,7 @@ type descriptors struct {
 	jobInfo, maxAge                                                *prometheus.Desc
 	lastSuccess, lastRun, lastRunSuccess, running, lastRunDuration *prometheus.Desc
 	lastRunErrors, successSize, successDisk, successFiles          *prometheus.Desc
+	lastRunFailure                                                 *prometheus.Desc
 	transferredBytes, transferredFiles                             *prometheus.Desc
 	sets, oldestSet, vmLastSuccess, vmSize, vmMissingDisks         *prometheus.Desc
 	vmLastRunSuccess, vmOffsite, vmOffsitePending, vmMissingDisk   *prometheus.Desc
@@ -504,6 +550,7 @@ func newDescriptors() descriptors {
 		running:                d("running", "1 while a run is in progress.", j),
 		lastRunDuration:        d("last_run_duration_seconds", "Duration of the newest finished run.", j),
 		lastRunErrors:          d("last_run_errors", "Error lines in the newest finished run's log.", j),
+		lastRunFailure:         d("last_run_failure_info", "1 while the newest finished run failed; reason says why in a few words (killed at a step, rclone ERROR lines, a disk not copied), the way /backups explains it. Absent while it succeeded.", j, "reason"),
 		successSize:            d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
 		successDisk:            d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
 		successFiles:           d("last_success_files", "Files in the newest successful backup.", j),
@@ -536,7 +583,7 @@ func newDescriptors() descriptors {
 func (d *descriptors) describe(ch chan<- *prometheus.Desc) {
 	for _, x := range []*prometheus.Desc{
 		d.reloadOK, d.reloadTime, d.scanInterval, d.jobInfo, d.maxAge, d.lastSuccess, d.lastRun, d.lastRunSuccess,
-		d.running, d.lastRunDuration, d.lastRunErrors, d.successSize, d.successDisk, d.successFiles,
+		d.running, d.lastRunDuration, d.lastRunErrors, d.lastRunFailure, d.successSize, d.successDisk, d.successFiles,
 		d.transferredBytes, d.transferredFiles, d.sets, d.oldestSet, d.vmLastSuccess, d.vmSize, d.vmMissingDisks, d.vmLastRunSuccess, d.vmOffsite, d.vmOffsitePending, d.vmMissingDisk,
 		d.totalSize, d.totalDisk, d.totalFiles, d.totalUnreadable, d.successUnreadable, d.prevSuccessSize, d.vmPrevSize,
 		d.scanSuccess, d.scanDuration, d.scanTime, d.unreadablePaths, d.vmDefinitionUnreadable,

@@ -163,7 +163,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	cfg, err := parseConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, loadError(path, err)
 	}
 	return cfg, nil
 }
@@ -180,7 +180,7 @@ func parseConfig(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, yamlError(err, data)
 	}
 	if raw.Jobs == nil {
 		return nil, errors.New("field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups")

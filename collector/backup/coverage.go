@@ -32,6 +32,7 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 	d.MissingDisks = map[string]int{}
 	d.MissingDiskNames = map[string][]string{}
 	d.UnreadableVMs = map[string]bool{}
+	d.MissingDiskWhy = map[string][]string{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
 	visit := func(s setRuns, success bool) {
 		xmlDir := filepath.Join(s.set.path, j.VMXMLDir)
@@ -71,7 +72,10 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 			if _, counted := d.MissingDisks[vm]; !counted {
 				d.MissingDisks[vm] = len(missing)
 				if len(missing) > 0 {
-					d.MissingDiskNames[vm] = missing
+					for _, m := range missing {
+						d.MissingDiskNames[vm] = append(d.MissingDiskNames[vm], m.Name)
+						d.MissingDiskWhy[vm] = append(d.MissingDiskWhy[vm], m.Why)
+					}
 				}
 			}
 			if len(missing) == 0 {
@@ -114,14 +118,22 @@ func (d diskSource) nameOr(target string) string {
 	return "?"
 }
 
+// missingDisk is a disk of a VM that a set cannot restore.
+type missingDisk struct {
+	Name string // its target (vda), else where it lives
+	Why  string // "no copy of /var/lib/libvirt/images/a.img in the set"
+}
+
 // vmDisksInSet reads a VM's XML from a set and looks for each of its disks
 // (device "disk"; CD-ROMs and floppies are media, not the VM's data) in the
 // set's images directory, with every image its backing chain needs. It
-// returns the apparent size of the copies found and how many disks cannot
-// be restored from the set: a block device (LVM), a network disk (iSCSI,
-// RBD), a file outside imagesSource, a copy missing, or an overlay whose
-// backing file is one of those.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []string, err error) {
+// returns the apparent size of the copies found and each disk that cannot
+// be restored from the set, with why: a block device (LVM), a network disk
+// (iSCSI, RBD), a file outside imagesSource, a copy missing, or an overlay
+// whose backing file is one of those. The names are
+// vmhost_backup_vm_missing_disk_info's, the reasons what /backups shows
+// for the VM.
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []missingDisk, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
@@ -139,7 +151,7 @@ func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (
 		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
-			missing = append(missing, disk.nameOr(disk.Target.Dev))
+			missing = append(missing, missingDisk{Name: disk.nameOr(disk.Target.Dev), Why: why})
 		}
 	}
 	return size, missing, nil

@@ -93,7 +93,8 @@ func scanDatedDir(j Job, now time.Time, loc *time.Location, u *unreadablePaths) 
 		}
 		if j.SuccessFrom == SuccessFromContents {
 			var seen unreadablePaths
-			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: setComplete(s.path, j, &seen)}}, unreadable: &seen})
+			ok, why := setComplete(s.path, j, &seen)
+			cands = append(cands, setRuns{set: s, runs: []run{{Start: s.date, End: s.date, Success: ok, Reason: why}}, unreadable: &seen})
 			continue
 		}
 		newest := i == len(sets)-1
@@ -220,26 +221,47 @@ func nextStart(cands []setRuns, sizes []treeSize, i int) time.Time {
 
 // setComplete judges a set of a script that writes no log by its contents:
 // at least one VM definition, and every disk each one names copied into
-// the set.
-func setComplete(setPath string, j Job, u *unreadablePaths) bool {
+// the set. When not, it says why, in a few words without a time stamp
+// (the run's Reason): the first thing found missing.
+func setComplete(setPath string, j Job, u *unreadablePaths) (bool, string) {
 	xmlDir := filepath.Join(setPath, j.VMXMLDir)
 	entries, err := os.ReadDir(xmlDir)
 	if err != nil {
 		u.note(err)
-		return false
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Sprintf("the set has no %s directory", j.VMXMLDir)
+		}
+		return false, fmt.Sprintf("%s of the set is unreadable: %v", j.VMXMLDir, unwrapPath(err))
 	}
 	vms := 0
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".xml") || !e.Type().IsRegular() {
 			continue
 		}
+		vm := strings.TrimSuffix(e.Name(), ".xml")
 		_, missing, err := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource, u)
-		if err != nil || len(missing) > 0 {
-			return false
+		if err != nil {
+			return false, fmt.Sprintf("the definition of VM %s is unreadable: %v", vm, unwrapPath(err))
+		}
+		if len(missing) > 0 {
+			return false, fmt.Sprintf("a disk of VM %s is not in the set: %s", vm, missing[0].Why)
 		}
 		vms++
 	}
-	return vms > 0
+	if vms == 0 {
+		return false, fmt.Sprintf("the set has no VM definition in %s", j.VMXMLDir)
+	}
+	return true, ""
+}
+
+// unwrapPath drops the path from a *fs.PathError, which the reasons name
+// themselves: "permission denied", not the whole path twice.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // settleContentSets finishes the one run of each set of a log-less job:

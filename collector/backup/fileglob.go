@@ -46,12 +46,13 @@ func scanFileGlob(j Job, now time.Time, _ *time.Location, u *unreadablePaths) (*
 			continue
 		}
 		if now.Sub(mtime) < time.Duration(j.RunningTimeout) {
-			d.add(run{Start: fileBirth(m, mtime), End: mtime})
+			d.add(run{Start: fileBirth(m, mtime), End: mtime, EndRef: lineRef{File: m}})
 			inProgress = true
 			continue
 		}
+		// The file is the evidence (no lines: EndRef.Line 0).
 		files = append(files, run{Start: mtime, End: mtime, Finished: true, Success: true,
-			HasSize: true, SizeBytes: size, DiskBytes: disk, Files: 1})
+			HasSize: true, SizeBytes: size, DiskBytes: disk, Files: 1, EndRef: lineRef{File: m}})
 	}
 	// Oldest first: every file is a successful backup, and the size
 	// comparison needs them in the order they were made.

@@ -24,8 +24,8 @@ type run struct {
 	TransferredFiles float64
 
 	// Reason says, in an operator's words, why a finished run is not a
-	// success ("killed at step 2 of 5", "rclone reported 3 ERROR lines",
-	// "no end line; the next run started"). It is what /backups,
+	// success ("killed at step 2 of 5 (no end line); the next run started
+	// at ...", "rclone logged 3 ERROR lines"). It is what /backups,
 	// --backup.explain, the failed-run log line and BackupFailed's
 	// description show, so a killed run with no error lines is still
 	// explained. Empty for a success and for a run still going.
@@ -37,6 +37,9 @@ type run struct {
 	StartRef, EndRef lineRef
 	// FirstError is the first of the run's Errors lines, quoted in Reason.
 	FirstError lineRef
+	// LastStep is the newest step counter of a step-log run, "2 of 5" for
+	// "[2/5]": the step a run without end line stopped in, for Reason.
+	LastStep string
 }
 
 // lineRef points at one line of a log, for quoting it as evidence.
@@ -75,6 +78,10 @@ type jobData struct {
 	MissingDisks map[string]int      // dated_dir: disks without a copy, by domain
 	// MissingDiskNames names those disks (target, else source), by domain.
 	MissingDiskNames map[string][]string
+	// MissingDiskWhy says for each of those disks, in the same order, why
+	// it cannot be restored ("no copy of /var/lib/libvirt/images/a.img in
+	// the set"): what /backups shows in the VM's row.
+	MissingDiskWhy map[string][]string
 	// UnreadableVMs are the VMs whose newest definition in the job's sets
 	// could not be read (dated_dir): they cannot be judged.
 	UnreadableVMs map[string]bool

@@ -108,7 +108,9 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	kvm := Job{Name: "kvm", Type: TypeDatedDir, Path: base}
 	_, runs := jobRuns(t, time.Now().Add(2*time.Hour), kvm)
 	killedAt := lineTimes(t, night1, "[2/5]")[0]
-	if r, w := runs["kvm"].Reason, fmt.Sprintf("no end line; nothing written for longer than the running timeout (1h) after %s", stamp(killedAt)); r != w {
+	// The reason names the step the run stopped in (issue 26: /backups
+	// says where a killed run stopped); it used to begin "no end line;".
+	if r, w := runs["kvm"].Reason, fmt.Sprintf("killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after %s", stamp(killedAt)); r != w {
 		// The set's files changed last when the run wrote [2/5] (or a
 		// second later, mkdir vm_xml): accept either.
 		if w2 := strings.Replace(w, stamp(killedAt), stamp(killedAt+1), 1); r != w2 {
@@ -156,7 +158,8 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	if killed.Success || !killed.Finished || float64(killed.End.Unix()) != killedAt {
 		t.Errorf("the killed run: success %v, finished %v, end %v; want a failure ending at %s", killed.Success, killed.Finished, killed.End, stamp(killedAt))
 	}
-	if w := "no end line; the next run started at " + stamp(starts[2]); killed.Reason != w {
+	// With the step it stopped in, as above.
+	if w := "killed at step 2 of 5 (no end line); the next run started at " + stamp(starts[2]); killed.Reason != w {
 		t.Errorf("the killed run's reason: %q, want %q", killed.Reason, w)
 	}
 	// Its evidence: its start line (line 7: the night's run wrote 6),
@@ -232,7 +235,8 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	if len(log.Runs) != 3 {
 		t.Fatalf("%d runs, want 3", len(log.Runs))
 	}
-	if w := "no end line; nothing written for longer than the running timeout (3s) after " + stamp(killedAt); log.Runs[1].Reason != w {
+	// With the step it stopped in, as above: kvm_restore.sh has 4.
+	if w := "killed at step 2 of 4 (no end line); nothing written for longer than the running timeout (3s) after " + stamp(killedAt); log.Runs[1].Reason != w {
 		t.Errorf("the killed restore's reason: %q, want %q", log.Runs[1].Reason, w)
 	}
 }
@@ -420,10 +424,40 @@ func TestRunEvidenceAcrossARotation(t *testing.T) {
 		!strings.HasPrefix(killed.EndRef.Text, stamp(killedAt)+" - [2/4]") {
 		t.Errorf("the killed run's lines: %+v to %+v, want lines 1 to 3 of %s", killed.StartRef, killed.EndRef, rotatedLog)
 	}
-	if w := "no end line; the next run started at " + stamp(next); killed.Reason != w || killed.Success {
+	// The reason names the step the restore stopped in (issue 26); it
+	// used to begin "no end line;".
+	if w := "killed at step 2 of 4 (no end line); the next run started at " + stamp(next); killed.Reason != w || killed.Success {
 		t.Errorf("the killed run: success %v, reason %q, want a failure: %q", killed.Success, killed.Reason, w)
 	}
 	if good.StartRef.File != restoreLog || good.StartRef.Line != 1 || !good.Success || good.Reason != "" || !strings.Contains(good.EndRef.Text, "復元完了") {
 		t.Errorf("the next restore test: success %v, reason %q, lines %+v to %+v", good.Success, good.Reason, good.StartRef, good.EndRef)
+	}
+}
+
+// TestKilledRunWithoutStepCounter: a script whose lines count no steps
+// (an operator's own, with start_pattern and success_pattern of its own)
+// is killed; its reason cannot name a step and says only that it has no
+// end line, how it ended, and quotes its last line as evidence.
+func TestKilledRunWithoutStepCounter(t *testing.T) {
+	logText := "2025-05-27 02:00:00 - backup start\n2025-05-27 02:00:01 - copying images\n" +
+		"2025-05-28 02:00:00 - backup start\n2025-05-28 02:30:00 - backup done\n"
+	j := withDefaults(Job{Name: "own", Type: TypeRestoreLog, LogFile: "own.log",
+		StartPattern: Regexp{regexp.MustCompile(`^backup start`)}, SuccessPattern: Regexp{regexp.MustCompile(`^backup done`)}})
+	log, err := readStepRuns([]logPart{{Name: "own.log", R: strings.NewReader(logText)}}, j, time.UTC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log.Runs) != 2 {
+		t.Fatalf("%d runs, want 2: %+v", len(log.Runs), log.Runs)
+	}
+	killed := log.Runs[0]
+	if w := "no end line; the next run started at 2025-05-28 02:00:00"; killed.Reason != w || killed.Success || !killed.Finished {
+		t.Errorf("the killed run: success %v, reason %q, want a failure: %q", killed.Success, killed.Reason, w)
+	}
+	if killed.EndRef.Line != 2 || killed.EndRef.Text != "2025-05-27 02:00:01 - copying images" {
+		t.Errorf("the killed run's last line: %+v, want line 2", killed.EndRef)
+	}
+	if r := log.Runs[1]; !r.Success || r.Reason != "" || r.LastStep != "" {
+		t.Errorf("the next run: %+v, want a success without reason", r)
 	}
 }

@@ -158,6 +158,11 @@ func (p *stepRunReader) line(ref lineRef) {
 		p.begin(l, ref)
 	}
 	p.cur.End, p.cur.EndRef = l.T, ref
+	if strings.IndexByte(l.Msg, '[') >= 0 { // most lines have no counter: skip the regexp
+		if m := stepCounter.FindStringSubmatch(l.Msg); m != nil {
+			p.cur.LastStep = m[1] + " of " + m[2]
+		}
+	}
 	if isSuccess(p.j.SuccessPattern.Regexp, l.Msg) {
 		p.sawSuccess, p.cur.Finished = true, true
 	}
@@ -219,9 +224,24 @@ func (p *stepRunReader) close(ended string) {
 		r.Reason = failReason("", r)
 	case ended != "":
 		r.Finished = true
-		r.Reason = failReason("no end line; "+ended, r)
+		r.Reason = failReason(noEndLine(r)+"; "+ended, r)
 	}
 	p.out.Runs = append(p.out.Runs, *r)
+}
+
+// stepCounter is the scripts' step counter, "[2/5]" in
+// "2026-12-01 09:00:02 - [2/5] 各VMの定義（XML）を保存中...".
+var stepCounter = regexp.MustCompile(`\[(\d+)/(\d+)\]`)
+
+// noEndLine begins the reason of a run that has no end line: with the
+// step it was in when it stopped, when its lines count steps ("killed at
+// step 2 of 5"), which tells the operator where to look (step 2 exports
+// the VM definitions: a virsh that hung).
+func noEndLine(r *run) string {
+	if r.LastStep != "" {
+		return "killed at step " + r.LastStep + " (no end line)"
+	}
+	return "no end line"
 }
 
 // failReason says why a finished run failed: how it ended without its end
@@ -251,7 +271,7 @@ func endUnfinished(r *run, nextStart time.Time) {
 		return
 	}
 	r.Finished, r.Success = true, false
-	r.Reason = failReason("no end line; the next run started at "+nextStart.Format(stepTimeLayout), r)
+	r.Reason = failReason(noEndLine(r)+"; the next run started at "+nextStart.Format(stepTimeLayout), r)
 }
 
 // settleLastRun decides about the last run of an appended log, which has no
@@ -273,6 +293,6 @@ func settleLastRun(last *run, lastChange, now time.Time, timeout time.Duration) 
 	if loc := last.Start.Location(); !last.Start.IsZero() {
 		at = lastChange.In(loc)
 	}
-	last.Reason = failReason(fmt.Sprintf("no end line; nothing written for longer than the running timeout (%s) after %s",
-		model.Duration(timeout), at.Format(stepTimeLayout)), last)
+	last.Reason = failReason(fmt.Sprintf("%s; nothing written for longer than the running timeout (%s) after %s",
+		noEndLine(last), model.Duration(timeout), at.Format(stepTimeLayout)), last)
 }

@@ -9,6 +9,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
 )
 
 // vzdumpName is Proxmox's naming: vzdump-<qemu|lxc>-<vmid>-<YYYY_MM_DD-HH_MM_SS>.<rest>
@@ -153,6 +156,7 @@ func vzdumpRuns(all []attemptRun) []run {
 	sort.Slice(all, func(x, y int) bool { return all[x].a.start.Before(all[y].a.start) })
 	var runs []run
 	var end time.Time
+	failedMore := map[int]int{} // by run: failed attempts beyond the first
 	for i, ar := range all {
 		r := ar.r
 		attemptEnd := r.End
@@ -173,6 +177,23 @@ func vzdumpRuns(all []attemptRun) []run {
 		cur.Finished = cur.Finished && r.Finished
 		cur.Success = cur.Success && r.Success
 		cur.Errors += r.Errors
+		if cur.StartRef.File == "" {
+			cur.StartRef = r.StartRef
+		}
+		// The run's evidence is its first failed attempt; the others are
+		// counted in its reason.
+		if r.Finished && !r.Success {
+			if cur.Reason == "" {
+				cur.Reason, cur.EndRef = r.Reason, r.EndRef
+			} else {
+				failedMore[len(runs)-1]++
+			}
+		} else if cur.Reason == "" {
+			cur.EndRef = r.EndRef
+		}
+	}
+	for i, n := range failedMore {
+		runs[i].Reason += fmt.Sprintf(" (and %d more guests failed)", n)
 	}
 	for i := range runs {
 		if !runs[i].Finished {
@@ -191,16 +212,26 @@ func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration, u *unread
 			// The archive alone decides; the log's errors are not counted.
 		} else if err == nil {
 			lr := newLineReader(f)
+			n := 0
 			for lr.next(false) {
 				line := lr.line
+				n++
+				if n == 1 {
+					r.StartRef = lineRef{File: a.log, Line: n, Text: line}
+				}
 				if m := vzdumpFinished.FindStringSubmatch(line); m != nil {
 					finishedLine = true
+					r.EndRef = lineRef{File: a.log, Line: n, Text: line}
 					var h, mi, s int
 					fmt.Sscan(m[2]+" "+m[3]+" "+m[4], &h, &mi, &s)
 					r.End = a.start.Add(time.Duration(h)*time.Hour + time.Duration(mi)*time.Minute + time.Duration(s)*time.Second)
 				}
-				if vzdumpFailed.MatchString(line) {
+				if loc := vzdumpFailed.FindStringIndex(line); loc != nil && !failedLine {
 					failedLine = true
+					r.EndRef = lineRef{File: a.log, Line: n, Text: line}
+					// From "Backup of VM": the line's time stamp stays out
+					// of the reason, which is also a label value.
+					r.Reason = "guest " + a.guest + ": " + shorten(line[loc[0]+len("ERROR: "):])
 				}
 				if strings.HasPrefix(line, "ERROR:") || strings.Contains(line, " ERROR: ") {
 					r.Errors++
@@ -224,9 +255,29 @@ func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration, u *unread
 		r.Finished = false // .dat still growing or log still written
 	default:
 		r.Finished = true // killed: no archive, no end line, no change for long
+		r.Reason = "guest " + a.guest + ": no archive and no end line, nothing written for " + model.Duration(timeout).String() + " (killed?)"
+	}
+	if r.Success {
+		r.Reason = ""
 	}
 	if r.End.Before(r.Start) {
 		r.End = r.Start
 	}
 	return r
+}
+
+// maxReason bounds a reason taken from a log line: it is shown and used as
+// a label value, and a line may be long.
+const maxReason = 160
+
+// shorten cuts s to maxReason bytes at a rune boundary.
+func shorten(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
