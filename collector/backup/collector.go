@@ -441,7 +441,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if res.Data != nil {
 			c.d.emitData(ch, name, res.Data)
 			if r := res.Data.LastFinished; r != nil && !r.Success {
-				g(c.d.lastRunFailure, 1, name, display(FailureReason(j, r)))
+				g(c.d.lastRunFailure, 1, name, shorten(display(FailureReason(j, r))))
 			}
 		}
 		if j.Copies != "" {
@@ -550,7 +550,7 @@ func newDescriptors() descriptors {
 		running:                d("running", "1 while a run is in progress.", j),
 		lastRunDuration:        d("last_run_duration_seconds", "Duration of the newest finished run.", j),
 		lastRunErrors:          d("last_run_errors", "Error lines in the newest finished run's log.", j),
-		lastRunFailure:         d("last_run_failure_info", "1 while the newest finished run failed; reason says why in a few words (killed at a step, rclone ERROR lines, a disk not copied), the way /backups explains it. Absent while it succeeded.", j, "reason"),
+		lastRunFailure:         d("last_run_failure_info", "1 while the newest finished run failed; reason says why in a few words (killed at a step, rclone ERROR lines, a disk not copied), the way /backups explains it, cut to 160 bytes. One series per job, replaced when a newer run fails. Absent while it succeeded.", j, "reason"),
 		successSize:            d("last_success_size_bytes", "Apparent size of the newest successful backup (sparse holes included).", j),
 		successDisk:            d("last_success_disk_usage_bytes", "Disk space of the newest successful backup (sparse holes excluded, hard links counted once).", j),
 		successFiles:           d("last_success_files", "Files in the newest successful backup.", j),

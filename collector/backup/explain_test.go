@@ -406,3 +406,33 @@ func TestReadmeExplainExample(t *testing.T) {
 		t.Errorf("README's --backup.explain example differs from the output for its night:\n--- README\n%s\n--- output\n%s", example, got)
 	}
 }
+
+// A failed run's reason is a label value: an error line of 64 KiB (a tool
+// printing a whole file list) must not make it one, or a server with a
+// label_value_length_limit rejects the whole scrape. The page keeps the
+// line's start too.
+func TestLongErrorLineKeepsTheReasonShort(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "kvm_restore.log")
+	long := "rsync: [sender] send_files failed to open \"" + strings.Repeat("x", 64<<10) + "\": Permission denied (13)"
+	if err := os.WriteFile(logFile, []byte("2025-05-28 02:00:00 - === KVM ホスト復元開始 ===\n"+long+"\n"+
+		"2025-05-28 02:10:00 - 復元完了。必要であれば再起動してください。\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2025, 5, 28, 3, 0, 0, 0, time.Local)
+	mf := scan(t, now, withDefaults(Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: logFile, MaxAge: Duration(35 * 24 * time.Hour)}))
+	if v := val(t, mf, "vmhost_backup_last_run_success", map[string]string{"backup_job": "restore-test"}); v != 0 {
+		t.Fatalf("last_run_success %v, want 0: the run has an error line", v)
+	}
+	var reason string
+	for _, m := range mf["vmhost_backup_last_run_failure_info"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "reason" {
+				reason = l.GetValue()
+			}
+		}
+	}
+	if !strings.HasPrefix(reason, "1 error line, first: rsync: [sender] send_files failed to open") || len(reason) > maxReason+len("…") {
+		t.Errorf("reason label of %d bytes: %.200q…, want the error line's start within %d bytes", len(reason), reason, maxReason)
+	}
+}

@@ -257,7 +257,7 @@ func failReason(noEnd string, r *run) string {
 			lines = "1 error line"
 		}
 		if f := r.FirstError; f.Line > 0 {
-			lines += fmt.Sprintf(", first: %s (line %d of %s)", strings.TrimSpace(f.Text), f.Line, filepath.Base(f.File))
+			lines += fmt.Sprintf(", first: %s (line %d of %s)", shorten(strings.TrimSpace(f.Text)), f.Line, filepath.Base(f.File))
 		}
 		parts = append(parts, lines)
 	}

@@ -266,8 +266,10 @@ func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration, u *unread
 	return r
 }
 
-// maxReason bounds a reason taken from a log line: it is shown and used as
-// a label value, and a line may be long.
+// maxReason bounds a reason taken from a log line, and every reason used
+// as a label value (vmhost_backup_last_run_failure_info): a log line may
+// be 64 KiB, and a scrape with a label value over a server's
+// label_value_length_limit is rejected whole.
 const maxReason = 160
 
 // shorten cuts s to maxReason bytes at a rune boundary.
