@@ -117,7 +117,9 @@ func defineDomain(t *testing.T, l *testenv.Libvirtd, name, disks string) {
 //   - new (item 6): a success_from: contents job on a fresh, empty path.
 //   - moved (item 9): the operator points a job at another path and sends
 //     SIGHUP (the unit's ExecReload); the scan interval is an hour, so
-//     the new path is read at once or not within the test.
+//     the new path is read at once or not within the test. The old path
+//     answers here; TestBackupReloadAwayFromAHungMount moves a job away
+//     from a mount that never does.
 //
 // rules/tests/backup_vms.test.yml, vm_lifecycle.test.yml and
 // backup_in_progress.test.yml take series of these shapes through the

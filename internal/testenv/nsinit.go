@@ -23,6 +23,11 @@ type nsPlan struct {
 	Overlays [][3]string `json:"overlays,omitempty"`
 	// Tmpfs are directories that start empty in the namespace.
 	Tmpfs []string `json:"tmpfs,omitempty"`
+	// HungFUSE are directories on which a FUSE file system is mounted
+	// whose daemon never answers: the init holds the /dev/fuse end and
+	// never reads it, so every request below the mount point blocks in
+	// the kernel, as on the mount of a dead NFS server.
+	HungFUSE []string `json:"hung_fuse,omitempty"`
 	// Argv is the daemon's command line, started at once and again on
 	// SIGUSR1 (a restart after a crash the test caused).
 	Argv []string `json:"argv"`
@@ -147,8 +152,36 @@ func nsMounts(plan nsPlan) error {
 			return fmt.Errorf("mounting a tmpfs on %s: %w", dir, err)
 		}
 	}
+	for _, dir := range plan.HungFUSE {
+		if err := mountHungFUSE(dir); err != nil {
+			return err
+		}
+	}
 	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mounting /proc: %w", err)
 	}
 	return nil
+}
+
+// mountHungFUSE mounts a FUSE file system on dir and leaves its /dev/fuse
+// descriptor open, unread, for the life of the init: the kernel's
+// FUSE_INIT and every request after it wait for an answer that never
+// comes (requests are killable, so a SIGKILL still ends a process stuck
+// in one). The descriptor is close-on-exec, so only the init holds it;
+// when the init exits the connection is aborted and the mount goes with
+// the namespace. The root directory is the kernel's own (rootmode), so
+// dir itself can be stat'ed; any name below it hangs. allow_other lets
+// other users (the exporter's service user) in: without it they get
+// EACCES at once instead of hanging.
+func mountHungFUSE(dir string) error {
+	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening /dev/fuse: %w", err)
+	}
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other", fd)
+	if err := syscall.Mount("hung", dir, "fuse", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("mounting a hung FUSE file system on %s (%s): %w", dir, opts, err)
+	}
+	return nil // fd stays open, unread, until the init exits
 }

@@ -21,6 +21,8 @@ import (
 // the middle of it: the kernel ends the namespaces with their init, which
 // ends when the test process does, and the next test run removes the temp
 // dir (the directories /lib, /bin and /sbin are /usr's on Debian 12).
+// StartHungMount makes another kind: the machine's files plus a dead
+// mount.
 type Sandbox struct {
 	ns *Process
 }
@@ -86,6 +88,42 @@ func startSandbox(t testing.TB, hostNetwork bool) *Sandbox {
 	return s
 }
 
+// StartHungMount starts a sandbox (on the machine's network, without the
+// overlays of StartSandbox: the machine's own files) in whose mount
+// namespace dir is the mount point of a file system that never answers:
+// a FUSE mount whose daemon never reads its requests, as a dead NFS
+// server's mount behaves. Only what runs through its Command sees the
+// mount, and blocks on any name below dir; the host never does. The
+// mount ends with the sandbox's init, with the test: the kernel aborts
+// the connection when the init's /dev/fuse descriptor closes.
+func StartHungMount(t testing.TB, dir string) *Sandbox {
+	t.Helper()
+	RequireRoot(t, "a FUSE mount in a private mount namespace needs root")
+	LookPath(t, "nsenter", "util-linux")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		Missing(t, "the fuse kernel module", "/dev/fuse: "+err.Error()+"; modprobe fuse (in a container: pass --device /dev/fuse)")
+	}
+	plan := nsPlan{HungFUSE: []string{dir}, Argv: []string{"/bin/sleep", "infinity"}, HostNetwork: true}
+	ns, alive := startNamespaceInit(t, plan)
+	t.Cleanup(func() { alive.Close() })
+	s := &Sandbox{ns: ns}
+	// Ready when the init has mounted and started its placeholder; the
+	// mount point's own inode answers without the daemon.
+	Eventually(t, 30*time.Second, "the hung FUSE mount", func() (bool, string) {
+		select {
+		case <-s.ns.Exited():
+			t.Fatalf("the hung mount's init ended:\n%s", s.ns.Output())
+		default:
+		}
+		if len(childrenOf(s.ns.Cmd.Process.Pid)) == 0 {
+			return false, "no placeholder process yet"
+		}
+		mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mounts", s.ns.Cmd.Process.Pid))
+		return err == nil && strings.Contains(string(mounts), " "+dir+" fuse "), fmt.Sprintf("mounts in the sandbox: %v\n%s", err, mounts)
+	})
+	return s
+}
+
 // Path is where the sandbox's path p is seen from outside it.
 func (s *Sandbox) Path(p string) string {
 	return filepath.Join("/proc", strconv.Itoa(s.ns.Cmd.Process.Pid), "root", p)
@@ -112,4 +150,15 @@ func (s *Sandbox) Run(t testing.TB, name string, args ...string) string {
 		t.Fatalf("in the sandbox: %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// Inside is the host PID of the program p runs in the sandbox (p is the
+// nsenter of Command, which forks the program and passes no signal on),
+// for signals the program itself must get (SIGHUP, SIGKILL); 0 when it
+// has not started or has ended.
+func (s *Sandbox) Inside(p *Process) int {
+	if kids := childrenOf(p.Cmd.Process.Pid); len(kids) > 0 {
+		return kids[0]
+	}
+	return 0
 }

@@ -295,3 +295,16 @@ func StartExporterAsService(t testing.TB, args ...string) *Exporter {
 	t.Helper()
 	return StartExporterAsUnit(t, ShippedUnitIdentity(t), args...)
 }
+
+// StartExporterAsServiceIn is StartExporterAsService inside a sandbox's
+// namespaces (StartHungMount's: a dead mount only the exporter sees).
+// Signals for the exporter go to s.Inside(e.Process).
+func StartExporterAsServiceIn(t testing.TB, s *Sandbox, args ...string) *Exporter {
+	t.Helper()
+	RequireRoot(t, "running the exporter as the service's user needs root")
+	id := ShippedUnitIdentity(t)
+	setpriv := LookPath(t, "setpriv", "util-linux")
+	return StartExporterWith(t, ExporterOptions{Command: func(bin string, all ...string) *exec.Cmd {
+		return s.Command(setpriv, append(append(id.setprivArgs(), "--", bin), all...)...)
+	}}, args...)
+}
