@@ -250,22 +250,10 @@ func TestBackupTruthAsTheService(t *testing.T) {
 		return allScanned("kvm", "mysql", "pve", "new", "moved")(mf) && has("libvirt_domain_info", map[string]string{"domain": "created"})(mf), e.Output()
 	})
 
-	type series struct {
-		name   string
-		labels map[string]string
-		want   float64 // -1: absent
-	}
+	type series = expectedSeries
 	check := func(what string, mf map[string]*dto.MetricFamily, cases []series) {
 		t.Helper()
-		for _, c := range cases {
-			v, ok := testenv.Value(mf, c.name, c.labels)
-			switch {
-			case c.want == -1 && ok:
-				t.Errorf("%s: %s%v = %v, want absent", what, c.name, c.labels, v)
-			case c.want != -1 && (!ok || v != c.want):
-				t.Errorf("%s: %s%v = %v (present %v), want %v", what, c.name, c.labels, v, ok, c.want)
-			}
-		}
+		checkSeries(t, what, mf, cases)
 	}
 	job := func(j string) map[string]string { return map[string]string{"backup_job": j} }
 	vm := func(j, d string) map[string]string { return map[string]string{"backup_job": j, "domain": d} }
