@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"html"
 	htmltemplate "html/template"
 	"image"
 	"image/color"
@@ -255,6 +256,11 @@ func TestBackupsPageAndExplain(t *testing.T) {
 		landing, _ := fetch(t, e.URL+"/")
 		if !strings.Contains(landing, `href="/backups"`) {
 			t.Errorf("%s: the landing page does not link /backups:\n%s", who, landing)
+		}
+		// Every page the landing page links answers (the toolkit's
+		// profiling links did not: no /debug/pprof is served).
+		for _, m := range regexp.MustCompile(`href="(/[^"]*)"`).FindAllStringSubmatch(landing, -1) {
+			fetch(t, e.URL+html.UnescapeString(m[1]))
 		}
 	}
 

@@ -298,6 +298,9 @@ func run(args []string) int {
 			Description: "Prometheus exporter for KVM/libvirt hypervisor hosts: host, VMs and backups",
 			Version:     version.Info(),
 			Links:       links,
+			// The exporter serves no /debug/pprof: the toolkit's
+			// profiling links would be dead ones.
+			Profiling: "false",
 		})
 		if err != nil {
 			logger.Error("Cannot build landing page", "err", err)
