@@ -39,39 +39,50 @@ type fleetHost struct {
 	// the host's CPU under a known label whenever the test runs.
 	utcOffset int
 	busy      bool
-	// The host's hourly CPU in its busy (09–18 local) and quiet hours.
+	// The host's typical hourly CPU in its busy (09–18 local) and quiet
+	// hours; the hours vary around it and spike to 95 % (hourShape).
 	cpuBusy, cpuQuiet float64
 	vms               []fleetVM
 }
 
 // fleetVM is a running VM: its allocation, and the cores and guest memory
-// it used per hour in its host's busy and quiet hours.
+// it used per hour in its host's busy and quiet hours: typical values,
+// that the hours vary around and spike from to all its vCPUs (hourShape),
+// and the most memory it used, in 2 of the 168 hours (memoryShape).
 type fleetVM struct {
 	domain                string
 	vcpus                 int
 	memory                float64 // maximum memory, bytes
 	coresBusy, coresQuiet float64
-	memoryUsed            float64 // the most guest memory used in every hour, bytes
+	memoryUsed            float64 // the most guest memory used in an hour, bytes
 }
 
 // constructedFleet is the fleet of issue 27, built so that every figure of
 // the Capacity dashboard is known:
 //
 //   - group a: 10 hosts of 16 cores and 64 GiB, two VMs each that use
-//     2 cores in the busy hours (p95 over 7 days: 2) and 0.25 at night:
-//     40 cores of demand against 16 × 60 % = 9.6 cores a host, so 5 hosts
-//     plus one spare, 6 needed and 4 could go; memory (2.5 GiB a VM, 50 GiB
-//     against 51.2 GiB a host) needs 1. The hosts run at 70 % in the busy
-//     hours and 5 % in the quiet ones. VM web<i> has 3+i vCPUs and 4+i GiB,
-//     db<i> 4 vCPUs and 4 GiB; recommended are 3 vCPUs (ceil(2 / 0.70))
-//     and 3.25 GiB (2.5 GiB / 0.80 rounded up to 256 MiB), so web<i>
-//     gives back i vCPUs and i + 0.75 GiB, db<i> 1 vCPU and 0.75 GiB.
-//   - group b: 2 hosts of 8 cores and 32 GiB, flat at 40 % day and night,
-//     two VMs each using 0.75 cores and 10 GiB all day: memory (40 GiB
-//     against 25.6 GiB a host) needs 2 hosts plus the spare, 3 needed, one
-//     missing. The VMs are sized to their recommendation (2 vCPUs,
-//     12.5 GiB) and give nothing back, so the 20 VMs to shrink first are
-//     group a's.
+//     about 2 cores in the busy hours and 0.25 at night (p95 over the 168
+//     hours: 0.35 × 2 + 0.65 × 2.12 = 2.078, between the two highest hours
+//     short of the 5 % of spikes; max: the spikes, mean: far below):
+//     41.56 cores of demand against 16 × 60 % = 9.6 cores a host, so 5
+//     hosts plus one spare, 6 needed and 4 could go; memory (at most
+//     2.5 GiB a VM, 50 GiB against 51.2 GiB a host) needs 1. The hosts run
+//     at about 70 % in the busy hours and 5 % in the quiet ones. VM web<i>
+//     has 3+i vCPUs and 4+i GiB, db<i> 4 vCPUs and 4 GiB; recommended are
+//     3 vCPUs (ceil(2.078 / 0.70)) and 3.25 GiB (2.5 GiB / 0.80 rounded up
+//     to 256 MiB), so web<i> gives back i vCPUs and i + 0.75 GiB, db<i>
+//     1 vCPU and 0.75 GiB. With the max instead of the p95 they would
+//     need all their vCPUs; with the mean, the room per host would differ.
+//   - group b: 2 hosts of 8 cores and 32 GiB, about 40 % day and night,
+//     two VMs each using about 0.75 cores (p95 0.787) and at most 10 GiB:
+//     memory (40 GiB against 25.6 GiB a host) needs 2 hosts plus the
+//     spare, 3 needed, one missing. The VMs are sized to their
+//     recommendation (2 vCPUs, 12.5 GiB) and give nothing back, so the
+//     20 VMs to shrink first are group a's.
+//
+// The p95s the panels show are computed by the test from the hourly
+// values it writes (quantileOverTime); the counts above are the
+// construction's and written out in wantCapacity.
 func constructedFleet(now time.Time) []fleetHost {
 	offset := func(localHour int) int { return ((localHour-now.UTC().Hour())%24 + 24) % 24 }
 	var hosts []fleetHost
@@ -102,31 +113,66 @@ func constructedFleet(now time.Time) []fleetHost {
 	return hosts
 }
 
+// hourShape is an hour's value of a series whose hours are typically
+// base and spike to spike, by the hour's local time of day and its
+// occurrence in the 7 days (0 the oldest): the hours vary (base, -2.5 %,
+// -5 %, -7.5 %), 13:00 of the first day is 6 % and 03:00 of the first
+// day 3 % above base, and 8 hours of the 168 (5 %) spike: 12:00 on three
+// days (busy hours) and 02:00 on five (quiet hours: a nightly backup).
+// The p95 of the 168 hours, of the 63 busy and of the 105 quiet ones
+// then interpolates between two different hours short of the spikes: it
+// is neither the max (a spike) nor the mean.
+func hourShape(base, spike float64, local, occ int) float64 {
+	switch {
+	case local == 12 && occ < 3, local == 2 && occ < 5:
+		return spike
+	case local == 13 && occ == 0:
+		return base * 1.06
+	case local == 3 && occ == 0:
+		return base * 1.03
+	default:
+		return base * (1 - 0.025*float64((local+occ)%4))
+	}
+}
+
+// memoryShape is an hour's most guest memory used: max in 2 hours of the
+// 168 (02:00 on two days), 70–85 % of it in the others, so its p95 is not
+// its max.
+func memoryShape(maxUsed float64, local, occ int) float64 {
+	if local == 2 && occ < 2 {
+		return maxUsed
+	}
+	return maxUsed * (0.7 + 0.05*float64((local+occ)%4))
+}
+
 // hourlySummaries calls add for what the hourly groups (interval: 1h)
 // would have recorded for the fleet over the last 7 days, in time order:
 // 168 hourly points a series, the newest at newest.
 func hourlySummaries(fleet []fleetHost, newest time.Time, add func(ts time.Time, v float64, ls labels.Labels)) {
 	for k := 167; k >= 0; k-- {
 		ts := newest.Add(-time.Duration(k) * time.Hour)
+		// The hour of the day recurs every 24 points: this is its
+		// occ-th time in the 7 days.
+		occ := (167 - k) / 24
 		for _, h := range fleet {
 			// The hour summarised, (ts-1h, ts], in the host's time zone.
 			local := ts.Add(-30*time.Minute + time.Duration(h.utcOffset)*time.Hour).UTC().Hour()
 			busy := local >= 9 && local < 18
-			hours, cpu := "quiet", h.cpuQuiet
+			hours, cpu := "quiet", hourShape(h.cpuQuiet, 0.95, local, occ)
 			if busy {
-				hours, cpu = "busy", h.cpuBusy
+				hours, cpu = "busy", hourShape(h.cpuBusy, 0.95, local, occ)
 			}
 			host := []string{"instance", h.instance, "job", "vmhost", "cluster", h.cluster}
 			add(ts, cpu, labels.FromStrings(append([]string{"__name__", "instance:node_cpu_utilisation_" + hours + ":avg_1h"}, host...)...))
 			for _, vm := range h.vms {
-				cores := vm.coresQuiet
+				cores := hourShape(vm.coresQuiet, float64(vm.vcpus), local, occ)
 				if busy {
-					cores = vm.coresBusy
+					cores = hourShape(vm.coresBusy, float64(vm.vcpus), local, occ)
 				}
 				domain := append([]string{"domain", vm.domain}, host...)
 				add(ts, 1, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_running:avg_1h"}, domain...)...))
 				add(ts, cores, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_cpu_cores_used:p95_1h"}, domain...)...))
-				add(ts, vm.memoryUsed, labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_memory_used:max_1h"}, domain...)...))
+				add(ts, memoryShape(vm.memoryUsed, local, occ), labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_memory_used:max_1h"}, domain...)...))
 				add(ts, cores/float64(vm.vcpus), labels.FromStrings(append([]string{"__name__", "domain:libvirt_vm_cpu_utilisation_" + hours + ":avg_1h"}, domain...)...))
 			}
 		}
@@ -231,10 +277,67 @@ func fleetNow(fleet []fleetHost) http.Handler {
 	})
 }
 
+// quantileOverTime is Prometheus' quantile_over_time by its definition,
+// written out here rather than asked of the code under test: the values
+// sorted, rank phi × (n − 1), linear interpolation between the values at
+// the ranks either side.
+func quantileOverTime(phi float64, values []float64) float64 {
+	s := slices.Sorted(slices.Values(values))
+	rank := phi * float64(len(s)-1)
+	lo := math.Floor(rank)
+	hi := math.Min(lo+1, float64(len(s)-1))
+	w := rank - lo
+	return s[int(lo)]*(1-w) + s[int(hi)]*w
+}
+
+// hourlyValues are the hourly summaries' values by series, keyed by
+// metric name, instance and domain.
+func hourlyValues(fleet []fleetHost, newest time.Time) map[string][]float64 {
+	out := map[string][]float64{}
+	hourlySummaries(fleet, newest, func(_ time.Time, v float64, l labels.Labels) {
+		k := l.Get("__name__") + "|" + l.Get("instance") + "|" + l.Get("domain")
+		out[k] = append(out[k], v)
+	})
+	return out
+}
+
 // wantCapacity is what each Capacity panel's queries must return on the
 // constructed fleet, by panel title, one map per query in the panel's
-// order, keyed by seriesKey.
-func wantCapacity(fleet []fleetHost) map[string][]map[string]float64 {
+// order, keyed by seriesKey. The counts are the construction's
+// (constructedFleet); the p95s and maxima of the hourly values are
+// computed from the values written, by their definitions, and the
+// construction is checked to keep p95, max and mean apart, so that a rule
+// taking the wrong one fails.
+func wantCapacity(t *testing.T, fleet []fleetHost, newest time.Time) map[string][]map[string]float64 {
+	t.Helper()
+	hourly := hourlyValues(fleet, newest)
+	values := func(name, instance, domain string) []float64 {
+		v := hourly[name+"|"+instance+"|"+domain]
+		if len(v) == 0 {
+			t.Fatalf("no hourly values of %s{instance=%q,domain=%q}", name, instance, domain)
+		}
+		return v
+	}
+	p95 := func(name, instance, domain string) float64 {
+		v := values(name, instance, domain)
+		q := quantileOverTime(0.95, v)
+		mean := 0.0
+		for _, x := range v {
+			mean += x / float64(len(v))
+		}
+		if q == slices.Max(v) || math.Abs(q-mean) < 1e-6 {
+			t.Fatalf("%s{instance=%q,domain=%q}: p95 %g, max %g, mean %g: the construction no longer tells them apart", name, instance, domain, q, slices.Max(v), mean)
+		}
+		return q
+	}
+	maxOf := func(name, instance, domain string) float64 {
+		v := values(name, instance, domain)
+		if m := slices.Max(v); m != quantileOverTime(0.95, v) {
+			return m
+		}
+		t.Fatalf("%s{instance=%q,domain=%q}: p95 equals max: the construction no longer tells them apart", name, instance, domain)
+		return 0
+	}
 	want := map[string][]map[string]float64{
 		"Hosts needed per group": {
 			{"cluster=a": 10, "cluster=b": 2},
@@ -268,14 +371,18 @@ func wantCapacity(fleet []fleetHost) map[string][]map[string]float64 {
 	}
 	room("CPU room per host",
 		func(h fleetHost) float64 {
-			return 0.6*float64(h.cores) - sum(h, func(vm fleetVM) float64 { return vm.coresBusy })
+			return 0.6*float64(h.cores) - sum(h, func(vm fleetVM) float64 {
+				return p95("domain:libvirt_vm_cpu_cores_used:p95_1h", h.instance, vm.domain)
+			})
 		},
 		func(h fleetHost) float64 {
 			return float64(h.cores) - sum(h, func(vm fleetVM) float64 { return float64(vm.vcpus) })
 		})
 	room("Memory room per host",
 		func(h fleetHost) float64 {
-			return 0.8*h.memory - sum(h, func(vm fleetVM) float64 { return vm.memoryUsed })
+			return 0.8*h.memory - sum(h, func(vm fleetVM) float64 {
+				return maxOf("domain:libvirt_vm_memory_used:max_1h", h.instance, vm.domain)
+			})
 		},
 		func(h fleetHost) float64 { return h.memory - sum(h, func(vm fleetVM) float64 { return vm.memory }) })
 
@@ -286,7 +393,8 @@ func wantCapacity(fleet []fleetHost) map[string][]map[string]float64 {
 	daynightHosts, daynightVMs, live := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	for _, h := range fleet {
 		k := "cluster=" + h.cluster + ",instance=" + h.instance
-		daynightHosts[k+",hours=busy"], daynightHosts[k+",hours=quiet"] = h.cpuBusy, h.cpuQuiet
+		daynightHosts[k+",hours=busy"] = p95("instance:node_cpu_utilisation_busy:avg_1h", h.instance, "")
+		daynightHosts[k+",hours=quiet"] = p95("instance:node_cpu_utilisation_quiet:avg_1h", h.instance, "")
 		if h.busy {
 			live[k+",hours=busy"] = 1
 		} else {
@@ -294,8 +402,8 @@ func wantCapacity(fleet []fleetHost) map[string][]map[string]float64 {
 		}
 		for _, vm := range h.vms {
 			k := "cluster=" + h.cluster + ",instance=" + h.instance + ",domain=" + vm.domain
-			daynightVMs[k+",hours=busy"] = vm.coresBusy / float64(vm.vcpus)
-			daynightVMs[k+",hours=quiet"] = vm.coresQuiet / float64(vm.vcpus)
+			daynightVMs[k+",hours=busy"] = p95("domain:libvirt_vm_cpu_utilisation_busy:avg_1h", h.instance, vm.domain)
+			daynightVMs[k+",hours=quiet"] = p95("domain:libvirt_vm_cpu_utilisation_quiet:avg_1h", h.instance, vm.domain)
 			if h.cluster != "a" { // group b gives nothing back: not in the top 20
 				continue
 			}
@@ -327,7 +435,11 @@ func seriesKey(m map[string]string) string {
 // rulesWithoutHourlyGroups copies the shipped rules without their hourly
 // groups (interval: 1h): the test writes what they would have recorded
 // over 7 days, and an evaluation of theirs during the test would add a
-// 169th point from the few seconds of live data.
+// 169th point from the few seconds of live data. Groups with another
+// interval of their own (the 7-day ones, every 4 minutes) run every
+// second like the rest: a ruler starts a group up to one interval after
+// it loads it, longer than the test waits, and they read the same 7 days
+// whenever they run.
 func rulesWithoutHourlyGroups(t *testing.T) string {
 	t.Helper()
 	files, err := filepath.Glob("../rules/*.yml")
@@ -356,6 +468,11 @@ func rulesWithoutHourlyGroups(t *testing.T) string {
 			if head.Interval == "1h" {
 				dropped++
 				continue
+			}
+			for i := 0; i+1 < len(g.Content); i += 2 {
+				if g.Content[i].Value == "interval" {
+					g.Content[i+1].Value = "1s"
+				}
 			}
 			kept = append(kept, g)
 		}
@@ -402,7 +519,7 @@ func TestCapacityPanelsShowTheConstructedFleet(t *testing.T) {
 			d = dash
 		}
 	}
-	want := wantCapacity(fleet)
+	want := wantCapacity(t, fleet, newest)
 	type check struct {
 		where, expr string
 		want        map[string]float64

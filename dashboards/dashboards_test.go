@@ -376,7 +376,9 @@ rule_files:
 // hourlyGroupsEverySecond copies the shipped rules into a temporary
 // directory with the hourly groups (interval: 1h) evaluated every second,
 // as promtool's unit tests do: a real ruler starts an hourly group at an
-// offset of up to an hour, longer than the test waits for data.
+// offset of up to an hour, longer than the test waits for data. So are
+// the other groups with an interval of their own (the 7-day ones, every
+// 4 minutes): up to 4 minutes before their first result is longer too.
 func hourlyGroupsEverySecond(t *testing.T) string {
 	t.Helper()
 	files, err := filepath.Glob("../rules/*.yml")
@@ -391,13 +393,16 @@ func hourlyGroupsEverySecond(t *testing.T) string {
 			t.Fatal(err)
 		}
 		hourly += strings.Count(string(data), "    interval: 1h\n")
-		writeFile(t, filepath.Join(dir, filepath.Base(f)), strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: 1s\n"))
+		writeFile(t, filepath.Join(dir, filepath.Base(f)), groupInterval.ReplaceAllString(string(data), "    interval: 1s\n"))
 	}
 	if hourly == 0 {
 		t.Fatal("no hourly group in the rules: drop this copy")
 	}
 	return dir
 }
+
+// groupInterval is a rule group's own evaluation interval.
+var groupInterval = regexp.MustCompile(`(?m)^    interval: \S+\n`)
 
 // TestEveryDashboardImportsLikeACommunityOne: Grafana's importer asks for
 // the Prometheus data source (__inputs), the datasource variable defaults

@@ -18,7 +18,8 @@ func Protection() *dashboard.DashboardBuilder {
 	sel := `instance=~"$instance",domain=~"$domain"`
 	// The VMs defined on the host (libvirt_domain_info has every one,
 	// inactive ones included), as the rows every layer is joined to: a VM
-	// no backup has ever seen still gets its row.
+	// no backup has ever seen still gets its row, and a VM deleted from
+	// the host (its copies and missing disks stay in the sets) gets none.
 	vms := `group by (instance, job, domain) (libvirt_domain_info{` + sel + `})`
 	perVM := func(layer string) string {
 		return `min by (instance, job, domain) (` + layer + `) and on (instance, domain) ` + vms
@@ -39,15 +40,15 @@ func Protection() *dashboard.DashboardBuilder {
 	layers := []query{
 		{expr: `max by (instance, job, domain) (libvirt_domain_info_state{` + sel + `})`, instant: true},
 		{expr: perVM(localRatio), instant: true},
-		{expr: `max by (instance, job, domain) (vmhost_backup_vm_missing_disks{` + sel + `})`, instant: true},
+		{expr: `max by (instance, job, domain) (vmhost_backup_vm_missing_disks{` + sel + `}) and on (instance, domain) ` + vms, instant: true},
 		{expr: perVM(offsiteRatio), instant: true},
 		{expr: vms + ` * on (instance, job) group_left () ` + restoreRatio, instant: true},
 		{expr: `max by (instance, job, domain) (` + snapshotRatio + `)`, instant: true},
 	}
 	ages := []query{
 		{expr: `max by (instance, job, domain) (libvirt_domain_info_state{` + sel + `})`, instant: true},
-		{expr: `min by (instance, job, domain) (time() - vmhost_backup_vm_last_success_timestamp_seconds{` + sel + `})`, instant: true},
-		{expr: `min by (instance, job, domain) (time() - vmhost_backup_vm_offsite_timestamp_seconds{` + sel + `})`, instant: true},
+		{expr: perVM(`time() - vmhost_backup_vm_last_success_timestamp_seconds{` + sel + `}`), instant: true},
+		{expr: perVM(`time() - vmhost_backup_vm_offsite_timestamp_seconds{` + sel + `}`), instant: true},
 		{expr: vms + ` * on (instance, job) group_left () min by (instance, job) (time() - vmhost_backup_last_success_timestamp_seconds{` + in +
 			`} and on (instance, job, backup_job) vmhost_backup_job_info{backup_type="restore_log"})`, instant: true},
 		{expr: `max by (instance, job, domain) (time() - libvirt_domain_snapshot_oldest_timestamp_seconds{` + sel + `})`, instant: true},
@@ -95,7 +96,7 @@ func Protection() *dashboard.DashboardBuilder {
 		{
 			kind: tablePanel, title: "Disks missing from the newest copy", unit: "none", width: 24, height: 6,
 			description: "Which disks of each VM (by target, e.g. vdb, else by source) the newest successful set holding the VM's definition cannot restore: a block device (LVM), a network disk (iSCSI, RBD), a file outside images_source, a copy missing, or an overlay without its backing file (dated_dir). A VM with such a disk has no complete local copy from that set (VMNotBackedUp).",
-			queries:     []query{{expr: `vmhost_backup_vm_missing_disk_info{` + sel + `}`, instant: true}},
+			queries:     []query{{expr: `vmhost_backup_vm_missing_disk_info{` + sel + `} and on (instance, domain) ` + vms, instant: true}},
 			overrides: map[string][]dashboard.DynamicConfigValue{
 				"Value": append(column("missing", okMappings("yes", "no")), dashboard.DynamicConfigValue{Id: "custom.hidden", Value: true}),
 			},
