@@ -169,7 +169,7 @@ func TestBackupTruthAsTheService(t *testing.T) {
 		"SRC_NETWORK="+filepath.Join(root, "network-scripts"), "SRC_ETC="+filepath.Join(root, "etc"),
 		"BACKUP_BASE="+kvm, "DATE="+night)
 	set := filepath.Join(kvm, night)
-	done := stepTimes(t, filepath.Join(set, "backup.log"), "[5/5]")[0]
+	done := testenv.StepLineTimes(t, filepath.Join(set, "backup.log"), "[5/5]")[0]
 	for _, vm := range []string{"steady", "lvm", "iscsi", "rbd", "web", "app", "deleted", "old-name"} {
 		if _, err := os.Stat(filepath.Join(set, "vm_xml", vm+".xml")); err != nil {
 			t.Fatalf("kvm_backup.sh did not dump %s's definition: %v", vm, err)

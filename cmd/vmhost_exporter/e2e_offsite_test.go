@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,30 +13,6 @@ import (
 
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
-
-// logLineTime returns the time of the first line of a kvm_backup.sh log
-// whose message contains marker, read the simple way (local time, as the
-// script writes it), independently of the exporter's parser.
-func logLineTime(t *testing.T, path, marker string) float64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), marker) {
-			tm, err := time.ParseInLocation("2006-01-02 15:04:05", sc.Text()[:19], time.Local)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(tm.Unix())
-		}
-	}
-	t.Fatalf("%s has no line with %q", path, marker)
-	return 0
-}
 
 // afterSecond waits until the wall clock is past the second of ts: the
 // logs have whole seconds, and the next run must be seen as later.
@@ -72,7 +47,7 @@ func TestOffsiteCopyPerVM(t *testing.T) {
 		runScript(t, "kvm_backup.sh", "LC_ALL=C", "DATE="+date, "BACKUP_BASE="+base, "VIRSH=virsh -c test://"+vms,
 			"SRC_LIBVIRT="+filepath.Join(src, "libvirt"), "SRC_IMAGES="+filepath.Join(src, "images"),
 			"SRC_NETWORK="+filepath.Join(src, "network-scripts"), "SRC_ETC="+filepath.Join(src, "etc"))
-		return logLineTime(t, filepath.Join(base, date, "backup.log"), "[5/5]")
+		return testenv.StepLineTime(t, filepath.Join(base, date, "backup.log"), "[5/5]")
 	}
 	syncEnv := []string{"LC_ALL=C", "RETRIES=1", "SRC=" + base, "DEST=" + offsite, "LOG=" + rcloneLog}
 	sync := func(date string) float64 {

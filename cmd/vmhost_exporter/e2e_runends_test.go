@@ -95,7 +95,7 @@ func TestRunEndsAndErrorOutputAsTheService(t *testing.T) {
 	if err := os.Truncate(restoreLog, int64(last+28)); err != nil { // the time stamp and "[2/4]" are left
 		t.Fatal(err)
 	}
-	waitPastSecond(stepTimes(t, restoreLog, "[2/4]")[0])
+	waitPastSecond(testenv.StepLineTimes(t, restoreLog, "[2/4]")[0])
 	runScript(t, "kvm_restore.sh", renv...)
 
 	cfg := filepath.Join(dir, "backup.yml")
@@ -106,8 +106,8 @@ func TestRunEndsAndErrorOutputAsTheService(t *testing.T) {
 	e := testenv.StartExporterAsService(t, "--collector.disable-defaults", "--collector.backup", "--backup.config-file="+cfg)
 	mf := waitFor(t, e.URL+"/metrics", "the jobs scanned", allScanned("kvm", "kvm-logged", "restore-test"))
 
-	start2, end2 := stepTimes(t, night2, "開始")[0], stepTimes(t, night2, "[5/5]")[0]
-	rstart, rend := stepTimes(t, restoreLog, "開始")[1], stepTimes(t, restoreLog, "復元完了")[0]
+	start2, end2 := testenv.StepLineTimes(t, night2, "開始")[0], testenv.StepLineTimes(t, night2, "[5/5]")[0]
+	rstart, rend := testenv.StepLineTimes(t, restoreLog, "開始")[1], testenv.StepLineTimes(t, restoreLog, "復元完了")[0]
 	for _, c := range []struct {
 		job, name string
 		want      float64
@@ -121,7 +121,7 @@ func TestRunEndsAndErrorOutputAsTheService(t *testing.T) {
 		{"kvm-logged", "vmhost_backup_last_run_success", 0},
 		{"kvm-logged", "vmhost_backup_last_run_errors", 2},
 		{"kvm-logged", "vmhost_backup_running", 0},
-		{"kvm-logged", "vmhost_backup_last_success_timestamp_seconds", stepTimes(t, loggedGood, "[5/5]")[0]},
+		{"kvm-logged", "vmhost_backup_last_success_timestamp_seconds", testenv.StepLineTimes(t, loggedGood, "[5/5]")[0]},
 		{"kvm-logged", "vmhost_backup_sets", 2},
 		{"restore-test", "vmhost_backup_last_run_success", 1},
 		{"restore-test", "vmhost_backup_last_success_timestamp_seconds", rend},
@@ -177,30 +177,6 @@ func runCommand(t *testing.T, path string, env ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", path, err, out)
 	}
-}
-
-// stepTimes returns the times (Unix seconds) of the log lines that hold
-// marker, read the simple way, independently of the exporter's parser.
-func stepTimes(t *testing.T, path, marker string) []float64 {
-	t.Helper()
-	var out []float64
-	for _, line := range strings.Split(testenv.ReadFile(t, path), "\n") {
-		i := strings.Index(line, marker)
-		if i < 0 {
-			continue
-		}
-		if at := strings.LastIndex(line[:i], " - "); at >= 19 {
-			tm, err := time.ParseInLocation("2006-01-02 15:04:05", line[at-19:at], time.Local)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, float64(tm.Unix()))
-		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s has no line with %q", path, marker)
-	}
-	return out
 }
 
 // waitPastSecond returns once the wall clock is past the second after sec.

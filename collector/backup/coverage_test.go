@@ -25,8 +25,8 @@ func TestVMCoverageNeedsItsDisks(t *testing.T) {
 		t.Fatal(err)
 	}
 	runCmd(t, append(env, "DATE=2025-05-28"), script)
-	older := stepTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
-	newest := stepTime(t, filepath.Join(base, "2025-05-28", "backup.log"), "[5/5]")
+	older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	newest := testenv.StepLineTime(t, filepath.Join(base, "2025-05-28", "backup.log"), "[5/5]")
 
 	mf := scan(t, time.Now(), Job{Name: "kvm-host", Type: TypeDatedDir, Path: base})
 	for _, c := range []struct {
@@ -168,7 +168,7 @@ func TestUnreadableDefinitionIsTheNewest(t *testing.T) {
 	_, base, script, env := kvmBackupScript(t)
 	runCmd(t, append(env, "DATE=2025-05-27"), script)
 	runCmd(t, append(env, "DATE=2025-05-28"), script)
-	older := stepTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
 	// vm-a's XML is broken in the older set, vm-b's in the newest.
 	for _, broken := range []string{"2025-05-27/vm_xml/vm-a.xml", "2025-05-28/vm_xml/vm-b.xml"} {
 		p := filepath.Join(base, broken)

@@ -74,7 +74,7 @@ func TestDisksThatAreNotFiles(t *testing.T) {
 	env = append(env, "VIRSH=virsh -c test://"+nodeXML, "DATE=2025-05-28")
 	runCmd(t, env, script)
 	set := filepath.Join(base, "2025-05-28")
-	done := stepTime(t, filepath.Join(set, "backup.log"), "[5/5]")
+	done := testenv.StepLineTime(t, filepath.Join(set, "backup.log"), "[5/5]")
 
 	mf := scan(t, time.Now(), Job{Name: "kvm-host", Type: TypeDatedDir, Path: base, ImagesSource: images})
 	for _, c := range []struct {

@@ -31,7 +31,7 @@ func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
 	mirror := filepath.Join(t.TempDir(), "kvm")
 	runCmd(t, nil, "rsync", "-a", base+"/", mirror+"/")
 	// The logs have whole seconds: the second set must end in a later one.
-	first := stepTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "[5/5]")
+	first := testenv.StepLineTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "[5/5]")
 	testenv.Eventually(t, 5*time.Second, "the next second", func() (bool, string) {
 		return float64(time.Now().Unix()) > first, time.Now().String()
 	})
@@ -88,7 +88,7 @@ func explainTrees(t *testing.T) (jobs []Job, now time.Time) {
 // mirror (the last job) holds.
 func first(t *testing.T, jobs []Job) float64 {
 	t.Helper()
-	return stepTime(t, filepath.Join(jobs[len(jobs)-1].Path, "2025-05-26", "backup.log"), "[5/5]")
+	return testenv.StepLineTime(t, filepath.Join(jobs[len(jobs)-1].Path, "2025-05-26", "backup.log"), "[5/5]")
 }
 
 // TestExplainOnRealTrees: /backups and --backup.explain say which job
@@ -124,7 +124,7 @@ func TestExplainOnRealTrees(t *testing.T) {
 	// set's backup.log.
 	base := jobs[0].Path
 	killedLog, goodLog := filepath.Join(base, "2025-05-28", "backup.log"), filepath.Join(base, "2025-05-27", "backup.log")
-	killedAt := stepTime(t, killedLog, "[2/5]")
+	killedAt := testenv.StepLineTime(t, killedLog, "[2/5]")
 	var reasons []string
 	for _, at := range []float64{killedAt, killedAt + 1} {
 		reasons = append(reasons, "killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after "+
@@ -182,7 +182,7 @@ func TestExplainOnRealTrees(t *testing.T) {
 	// vm-a's copy of that night is offsite and the second night's waits,
 	// as vmhost_backup_vm_offsite_timestamp_seconds and its pending
 	// series say; the odd names are in the second set only.
-	firstAt, secondAt := fmtTime(time.Unix(int64(first(t, jobs)), 0), now, time.Local), fmtTime(time.Unix(int64(stepTime(t, goodLog, "[5/5]")), 0), now, time.Local)
+	firstAt, secondAt := fmtTime(time.Unix(int64(first(t, jobs)), 0), now, time.Local), fmtTime(time.Unix(int64(testenv.StepLineTime(t, goodLog, "[5/5]")), 0), now, time.Local)
 	if r := rows["vm-a"]; r.Offsite != firstAt || r.OffsiteJob != "nas" || r.OffsitePending != secondAt || r.PendingJob != "nas" {
 		t.Errorf("vm-a offsite: %q (%s), waiting %q (%s); want %q (nas), waiting %q (nas)", r.Offsite, r.OffsiteJob, r.OffsitePending, r.PendingJob, firstAt, secondAt)
 	}

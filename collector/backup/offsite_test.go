@@ -23,13 +23,13 @@ func TestOffsiteFromAMirrorAndANeverSuccessfulSync(t *testing.T) {
 
 	runCmd(t, append(env, "DATE=2025-05-26"), script)
 	runCmd(t, nil, "rsync", "-a", base+"/", mirror+"/")
-	first := stepTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "[5/5]")
+	first := testenv.StepLineTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "[5/5]")
 	// The logs have whole seconds: the second set must end in a later one.
 	testenv.Eventually(t, 5*time.Second, "the next second", func() (bool, string) {
 		return float64(time.Now().Unix()) > first, time.Now().String()
 	})
 	runCmd(t, append(env, "DATE=2025-05-27"), script)
-	second := stepTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	second := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
 
 	// The sync job that never succeeded: its log has the wrapper's end
 	// line only (rclone was not found), as TestRcloneLogFromRealRclone's

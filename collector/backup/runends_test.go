@@ -53,25 +53,6 @@ func waitPast(t float64, d time.Duration) {
 	}
 }
 
-// lineTimes returns the times of the log lines containing marker, read the
-// simple way, as a check independent of the parser.
-func lineTimes(t *testing.T, path, marker string) []float64 {
-	t.Helper()
-	var out []float64
-	for _, line := range strings.Split(testenv.ReadFile(t, path), "\n") {
-		if i := strings.Index(line, marker); i >= 0 {
-			if start := strings.LastIndex(line[:i], " - "); start >= 19 {
-				tm, err := time.ParseInLocation("2006-01-02 15:04:05", line[start-19:start], time.Local)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, float64(tm.Unix()))
-			}
-		}
-	}
-	return out
-}
-
 func stamp(sec float64) string {
 	return time.Unix(int64(sec), 0).Format("2006-01-02 15:04:05")
 }
@@ -107,7 +88,7 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	killGroup(startHanging(t, append(env, "DATE=2025-05-27"), script, night1, "[2/5]"))
 	kvm := Job{Name: "kvm", Type: TypeDatedDir, Path: base}
 	_, runs := jobRuns(t, time.Now().Add(2*time.Hour), kvm)
-	killedAt := lineTimes(t, night1, "[2/5]")[0]
+	killedAt := testenv.StepLineTimes(t, night1, "[2/5]")[0]
 	// The reason names the step the run stopped in (issue 26: /backups
 	// says where a killed run stopped); it used to begin "no end line;".
 	if r, w := runs["kvm"].Reason, fmt.Sprintf("killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after %s", stamp(killedAt)); r != w {
@@ -120,7 +101,7 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	waitNextSecond(killedAt)
 	runCmd(t, append(env, "DATE=2025-05-28"), script)
 	night2 := filepath.Join(base, "2025-05-28", "backup.log")
-	start2, end2 := lineTimes(t, night2, "開始")[0], lineTimes(t, night2, "[5/5]")[0]
+	start2, end2 := testenv.StepLineTimes(t, night2, "開始")[0], testenv.StepLineTimes(t, night2, "[5/5]")[0]
 	mf := scan(t, time.Now(), kvm)
 	expectMetrics(t, "dated_dir, the next night", mf, "kvm", want{
 		"vmhost_backup_last_run_success":               1,
@@ -135,10 +116,10 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	// run's last line.
 	killGroup(startHanging(t, append(env, "DATE=2025-05-28"), script, night2, "[2/5]"))
 	rebootCut(t, night2)
-	killedAt = lineTimes(t, night2, "[2/5]")[1]
+	killedAt = testenv.StepLineTimes(t, night2, "[2/5]")[1]
 	waitNextSecond(killedAt)
 	runCmd(t, append(env, "DATE=2025-05-28"), script)
-	starts, ends := lineTimes(t, night2, "開始"), lineTimes(t, night2, "[5/5]")
+	starts, ends := testenv.StepLineTimes(t, night2, "開始"), testenv.StepLineTimes(t, night2, "[5/5]")
 	if len(starts) != 3 || len(ends) != 2 {
 		t.Fatalf("the set's log has %d start and %d end lines, want 3 and 2:\n%s", len(starts), len(ends), testenv.ReadFile(t, night2))
 	}
@@ -186,11 +167,11 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	restore, renv, restoreLog, _ := restoreScript(t, env, filepath.Join(base, "2025-05-28"))
 	killGroup(startHanging(t, renv, restore, restoreLog, "[2/4]"))
 	rebootCut(t, restoreLog)
-	killedAt = lineTimes(t, restoreLog, "[2/4]")[0]
+	killedAt = testenv.StepLineTimes(t, restoreLog, "[2/4]")[0]
 	rjob := Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog}
 	waitNextSecond(killedAt)
 	runCmd(t, renv, restore)
-	rstart, rend := lineTimes(t, restoreLog, "開始")[1], lineTimes(t, restoreLog, "復元完了")[0]
+	rstart, rend := testenv.StepLineTimes(t, restoreLog, "開始")[1], testenv.StepLineTimes(t, restoreLog, "復元完了")[0]
 	mf = scan(t, time.Now(), rjob)
 	expectMetrics(t, "restore_log, the next test", mf, "restore-test", want{
 		"vmhost_backup_last_run_success":               1,
@@ -209,10 +190,10 @@ func TestRunThatNeverEndedStaysAlone(t *testing.T) {
 	runCmd(t, renv2, restore)
 	waitPast(lastLineTime(t, restoreLog2), 3*time.Second)
 	killGroup(startHanging(t, renv2, restore, restoreLog2, "[2/4]"))
-	killedAt = lineTimes(t, restoreLog2, "[2/4]")[1]
+	killedAt = testenv.StepLineTimes(t, restoreLog2, "[2/4]")[1]
 	waitPast(killedAt, 3*time.Second)
 	runCmd(t, renv2, restore)
-	starts, ends = lineTimes(t, restoreLog2, "開始"), lineTimes(t, restoreLog2, "復元完了")
+	starts, ends = testenv.StepLineTimes(t, restoreLog2, "開始"), testenv.StepLineTimes(t, restoreLog2, "復元完了")
 	mf, runs = jobRuns(t, time.Now(), english)
 	expectMetrics(t, "restore_log, start line unknown", mf, "restore-en", want{
 		"vmhost_backup_last_run_success":               1,
@@ -260,7 +241,7 @@ func TestErrorOutputFailsARun(t *testing.T) {
 	}
 	kvm := Job{Name: "kvm", Type: TypeDatedDir, Path: base}
 	mf := scan(t, time.Now(), kvm)
-	goodEnd := lineTimes(t, good, "[5/5]")[0]
+	goodEnd := testenv.StepLineTimes(t, good, "[5/5]")[0]
 	expectMetrics(t, "clean night", mf, "kvm", want{
 		"vmhost_backup_last_run_success":               1,
 		"vmhost_backup_last_run_errors":                0,
@@ -394,11 +375,11 @@ func TestRunEvidenceAcrossARotation(t *testing.T) {
 	runCmd(t, append(env, "DATE=2025-05-28"), script)
 	restore, renv, restoreLog, _ := restoreScript(t, env, filepath.Join(base, "2025-05-28"))
 	killGroup(startHanging(t, renv, restore, restoreLog, "[2/4]"))
-	killedAt := lineTimes(t, restoreLog, "[2/4]")[0]
+	killedAt := testenv.StepLineTimes(t, restoreLog, "[2/4]")[0]
 	logrotateNow(t, restoreLog, "compress")
 	waitNextSecond(killedAt)
 	runCmd(t, renv, restore)
-	next := lineTimes(t, restoreLog, "開始")[0]
+	next := testenv.StepLineTimes(t, restoreLog, "開始")[0]
 
 	j := withDefaults(Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: restoreLog})
 	var u unreadablePaths

@@ -22,7 +22,7 @@ func TestRerunOnTheSameDay(t *testing.T) {
 	logPath := filepath.Join(set, "backup.log")
 
 	runCmd(t, env, script)
-	firstEnd := stepTime(t, logPath, "[5/5]")
+	firstEnd := testenv.StepLineTime(t, logPath, "[5/5]")
 	waitNextSecond(firstEnd)
 	cmd := startHanging(t, env, script, logPath, "[2/5]")
 	if n := strings.Count(testenv.ReadFile(t, logPath), "開始"); n != 2 {

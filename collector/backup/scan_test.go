@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bufio"
 	"context"
 	"log/slog"
 	"os"
@@ -98,29 +97,6 @@ func countFiles(t *testing.T, path string) float64 {
 	return float64(len(strings.Fields(out)))
 }
 
-// stepTime returns the time of the log line whose message contains marker,
-// read the simple way, as a check independent of the parser.
-func stepTime(t *testing.T, logPath, marker string) float64 {
-	t.Helper()
-	f, err := os.Open(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), marker) {
-			tm, err := time.ParseInLocation("2006-01-02 15:04:05", sc.Text()[:19], time.Local)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return float64(tm.Unix())
-		}
-	}
-	t.Fatalf("%s has no line with %q", logPath, marker)
-	return 0
-}
-
 // hostSources lays out what kvm_backup.sh copies: libvirt config, sparse
 // disk images, network scripts and /etc files.
 func hostSources(t *testing.T) (dir string, env []string) {
@@ -188,7 +164,7 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 	job := Job{Name: "kvm-host", Type: TypeDatedDir, Path: base}
 	good := filepath.Join(base, "2025-05-27")
 	j := map[string]string{"backup_job": "kvm-host"}
-	lastSuccess := stepTime(t, filepath.Join(good, "backup.log"), "[5/5]")
+	lastSuccess := testenv.StepLineTime(t, filepath.Join(good, "backup.log"), "[5/5]")
 
 	// While the third run is being written it is running, not failed.
 	mf := scan(t, time.Now(), job)
@@ -202,8 +178,8 @@ func TestDatedDirFromRealBackupScript(t *testing.T) {
 		{"vmhost_backup_last_run_success", 1}, // newest finished run: 2025-05-27
 		{"vmhost_backup_last_run_errors", 0},
 		{"vmhost_backup_last_success_timestamp_seconds", lastSuccess},
-		{"vmhost_backup_last_run_timestamp_seconds", stepTime(t, third, "開始")},
-		{"vmhost_backup_oldest_set_timestamp_seconds", stepTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "開始")},
+		{"vmhost_backup_last_run_timestamp_seconds", testenv.StepLineTime(t, third, "開始")},
+		{"vmhost_backup_oldest_set_timestamp_seconds", testenv.StepLineTime(t, filepath.Join(base, "2025-05-26", "backup.log"), "開始")},
 		{"vmhost_backup_last_success_size_bytes", duBytes(t, true, good)},
 		{"vmhost_backup_last_success_disk_usage_bytes", duBytes(t, false, good)},
 		{"vmhost_backup_last_success_files", countFiles(t, good)},
