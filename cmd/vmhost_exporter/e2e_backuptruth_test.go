@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,48 +15,16 @@ import (
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
-// growingDump is a real gzip writing a dump into its final name, fed
-// through a pipe the test keeps open: a long `mysqldump | gzip >
-// db.sql.gz`, or vzdump's compressor filling its .dat, caught in the
-// middle. finish ends the input, as the dumping program does when done,
-// and waits for gzip to write its trailer and exit; else gzip ends with
-// the test.
+// growingDump is a real gzip writing a dump into its final name, caught
+// in the middle (testenv.GzipDump); finish ends it as the dumping program
+// does when done.
 func growingDump(t *testing.T, path string) (finish func()) {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", "-c", `exec gzip -1 > "$0"`, path)
-	cmd.Stdin = r
-	p := testenv.StartCommand(t, cmd)
-	r.Close()
-	t.Cleanup(func() { w.Close() })
-	// Random data does not compress: gzip writes what it is fed, once it
-	// has read more than its 256 KiB window.
-	buf := make([]byte, 512<<10)
-	_, _ = rand.Read(buf)
-	if _, err := w.Write(buf); err != nil {
-		t.Fatalf("feeding gzip: %v", err)
-	}
-	testenv.Eventually(t, 20*time.Second, "gzip writing "+filepath.Base(path), func() (bool, string) {
-		info, err := os.Stat(path)
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.Size() >= 64<<10, fmt.Sprintf("%d bytes", info.Size())
-	})
+	d := testenv.StartGzipDump(t, path, 20*time.Second)
+	d.Write(8, 64<<10)
 	return func() {
 		t.Helper()
-		w.Close()
-		select {
-		case <-p.Exited():
-		case <-time.After(20 * time.Second):
-			t.Fatal("gzip did not finish the dump")
-		}
-		if !cmd.ProcessState.Success() {
-			t.Fatalf("gzip: %v: %s", cmd.ProcessState, p.Output())
-		}
+		d.Finish()
 	}
 }
 
@@ -65,13 +32,7 @@ func growingDump(t *testing.T, path string) (finish func()) {
 // night's dump, quiet since.
 func finishedDump(t *testing.T, path string, mtime time.Time) int64 {
 	t.Helper()
-	if out, err := exec.Command("sh", "-c", `head -c 2097152 /dev/urandom | gzip -1 > "$0"`, path).CombinedOutput(); err != nil {
-		t.Fatalf("gzip %s: %v\n%s", path, err, out)
-	}
-	if err := os.Chtimes(path, mtime, mtime); err != nil {
-		t.Fatal(err)
-	}
-	return fileSize(t, path)
+	return testenv.WriteGzipDump(t, path, 2<<20/testenv.GzipDumpChunk, mtime, 20*time.Second)
 }
 
 func fileSize(t *testing.T, path string) int64 {

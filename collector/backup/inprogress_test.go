@@ -2,9 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,90 +13,13 @@ import (
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
 
-// slowDump is a real compressor writing a dump into its final name, fed by
-// the test a chunk at a time: a long mysqldump | gzip > db.sql.gz, or
-// vzdump's compressor filling its .dat, caught in the middle.
-type slowDump struct {
-	t    *testing.T
-	path string
-	in   *os.File
-	proc *testenv.Process
-}
-
-const dumpChunk = 64 << 10
-
-func startSlowDump(t *testing.T, path string) *slowDump {
-	t.Helper()
-	testenv.LookPath(t, "gzip", "gzip")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("sh", "-c", `exec gzip -1 > "$0"`, path)
-	cmd.Stdin = r
-	p := testenv.StartCommand(t, cmd)
-	r.Close()
-	t.Cleanup(func() { w.Close() })
-	return &slowDump{t: t, path: path, in: w, proc: p}
-}
-
-// write feeds n chunks of random (incompressible) data and waits until
-// gzip has written at least minSize bytes of the dump. gzip reads up to
-// 256 KiB before it writes, so a partial dump is fed more than that.
-func (d *slowDump) write(n int, minSize int64) {
-	d.t.Helper()
-	buf := make([]byte, dumpChunk)
-	for range n {
-		if _, err := io.ReadFull(rand.Reader, buf); err != nil {
-			d.t.Fatal(err)
-		}
-		if _, err := d.in.Write(buf); err != nil {
-			d.t.Fatalf("feeding gzip: %v", err)
-		}
-	}
-	testenv.Eventually(d.t, 10*time.Second, "gzip writing the dump", func() (bool, string) {
-		info, err := os.Stat(d.path)
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.Size() >= minSize, fmt.Sprintf("%d bytes", info.Size())
-	})
-}
-
-// finish ends the input, as the dumping program does when done, and waits
-// for gzip to write its trailer and exit.
-func (d *slowDump) finish() os.FileInfo {
-	d.t.Helper()
-	d.in.Close()
-	select {
-	case <-d.proc.Exited():
-	case <-time.After(10 * time.Second):
-		d.t.Fatal("gzip did not finish the dump")
-	}
-	if !d.proc.Cmd.ProcessState.Success() {
-		d.t.Fatalf("gzip: %v: %s", d.proc.Cmd.ProcessState, d.proc.Output())
-	}
-	info, err := os.Stat(d.path)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	return info
-}
+// dumpWait bounds each wait for gzip in these tests.
+const dumpWait = 10 * time.Second
 
 // makeDump writes a finished dump of chunks chunks with gzip and dates it.
 func makeDump(t *testing.T, path string, chunks int, mtime time.Time) int64 {
 	t.Helper()
-	d := startSlowDump(t, path)
-	d.write(chunks, 1)
-	d.finish()
-	if err := os.Chtimes(path, mtime, mtime); err != nil {
-		t.Fatal(err)
-	}
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.Size()
+	return testenv.WriteGzipDump(t, path, chunks, mtime, dumpWait)
 }
 
 func birthTime(t *testing.T, path string) float64 {
@@ -157,8 +77,8 @@ func TestFileGlobDumpInProgress(t *testing.T) {
 	}
 
 	tonight := filepath.Join(dir, "db-2025-05-28.sql.gz")
-	dump := startSlowDump(t, tonight)
-	dump.write(8, dumpChunk)
+	dump := testenv.StartGzipDump(t, tonight, dumpWait)
+	dump.Write(8, testenv.GzipDumpChunk)
 	mf := scan(t, time.Now(), job)
 	partial, err := os.Stat(tonight)
 	if err != nil {
@@ -179,8 +99,8 @@ func TestFileGlobDumpInProgress(t *testing.T) {
 		return v
 	})
 
-	dump.write(24, partial.Size()+1) // it really was in progress
-	final := dump.finish()
+	dump.Write(24, partial.Size()+1) // it really was in progress
+	final := dump.Finish()
 
 	// Done, but written moments ago: not quiet for running_timeout yet.
 	mf = scan(t, time.Now(), job)
@@ -253,8 +173,8 @@ func TestVzdumpArchiveInProgress(t *testing.T) {
 	if err := os.WriteFile(base+".log", []byte("INFO: Starting Backup of VM 100 (qemu)\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dump := startSlowDump(t, base+".vma.dat")
-	dump.write(8, dumpChunk)
+	dump := testenv.StartGzipDump(t, base+".vma.dat", dumpWait)
+	dump.Write(8, testenv.GzipDumpChunk)
 
 	job := Job{Name: "pve", Type: TypeVzdump, Path: dir}
 	j := map[string]string{"backup_job": "pve"}
@@ -281,8 +201,8 @@ func TestVzdumpArchiveInProgress(t *testing.T) {
 		}
 	}
 
-	dump.write(24, dumpChunk+1)
-	dump.finish()
+	dump.Write(24, testenv.GzipDumpChunk+1)
+	dump.Finish()
 	if err := os.Rename(base+".vma.dat", base+".vma.gz"); err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +260,8 @@ func TestFileGlobDumpRewrittenInPlace(t *testing.T) {
 		}
 	}
 
-	dump := startSlowDump(t, path) // truncates last night's dump
-	dump.write(8, dumpChunk)
+	dump := testenv.StartGzipDump(t, path, dumpWait) // truncates last night's dump
+	dump.Write(8, testenv.GzipDumpChunk)
 	c.ScanOnce(context.Background())
 	mf = gatherFrom(t, c)
 	for name, want := range map[string]float64{
@@ -355,5 +275,5 @@ func TestFileGlobDumpRewrittenInPlace(t *testing.T) {
 			t.Errorf("tonight's dump in progress: %s = %v, want %v", name, v, want)
 		}
 	}
-	dump.finish()
+	dump.Finish()
 }
