@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -105,9 +104,10 @@ func openLog(path string) (boundedFile, os.FileInfo, error) {
 // After a quiet week with `ifempty` the newest rotation is empty and the
 // last success is in <log>.2.gz.
 type appendedLog struct {
-	io.Reader // the parts one after the other, oldest first
-	// Parts are the files read, oldest first, each on its own: a parser
-	// that quotes a line names its file and line number.
+	// Parts are the files read, oldest first, each read on its own: a
+	// parser that quotes a line names its file and line number, and a
+	// rotated file cut in the middle of a line (copytruncate) does not glue
+	// its last line to the next file's first.
 	Parts   []logPart
 	closers []io.Closer
 	// LastChange is when the log (or, while the log is still empty after
@@ -231,16 +231,6 @@ func openAppendedLog(path string, rotated []rotatedFile, u *unreadablePaths) (*a
 		out.Close()
 		return nil, err
 	}
-	// A newline between parts: a rotated file cut in the middle of a line
-	// (copytruncate) does not glue its last line to the next file's first.
-	var readers []io.Reader
-	for i, p := range out.Parts {
-		if i > 0 {
-			readers = append(readers, strings.NewReader("\n"))
-		}
-		readers = append(readers, p.R)
-	}
-	out.Reader = io.MultiReader(readers...)
 	return out, nil
 }
 
