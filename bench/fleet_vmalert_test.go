@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -162,17 +165,74 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 	rules := hourlyGroupsEvery30s(t, fmt.Sprintf("vmalert-rules-%d", vms))
 	// The 7-day groups record 7 series per VM an evaluation: a queue for
 	// all of them, so that none is dropped at 50,000 VMs.
-	alert := testenv.StartVMAlert(t, vm.URL, rules+"/*.yml", 30*time.Second,
-		"-remoteWrite.maxQueueSize=5000000", "-remoteWrite.maxBatchSize=10000", "-remoteWrite.flushInterval=1s")
+	queue := []string{"-remoteWrite.maxQueueSize=5000000", "-remoteWrite.maxBatchSize=10000", "-remoteWrite.flushInterval=1s"}
+	proc, alert := testenv.StartVMAlertProcess(t, vm.URL, rules+"/*.yml", 30*time.Second, queue...)
+	all7d1h := watchVMAlert(t, vm, alert, []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-1h.rules", "vmhost-host-1h.rules"})
+	recommendationsSince(t, vm, vms, time.Now().Add(-5*time.Minute))
 
-	groups := []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-1h.rules", "vmhost-host-1h.rules"}
-	// One evaluation's duration: the growth of the summary's sum when its
-	// count grew by one between two looks.
-	type seen struct{ sum, count, last float64 }
-	state := map[string]*seen{}
-	// The CPU time of the storage and vmalert from when every group has
-	// run once, per 30 s round of all groups: the cost whatever else
-	// runs on the machine.
+	// The 7-day groups alone, as a ruler evaluates them between the
+	// hourly groups' once-an-hour runs (the hourly summaries are in the
+	// storage): the figure the issue's 10 % target is about.
+	proc.Signal(syscall.SIGTERM)
+	select {
+	case <-proc.Exited():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("vmalert did not stop")
+	}
+	aloneFrom := time.Now()
+	_, alert = testenv.StartVMAlertProcess(t, vm.URL, withoutHourlyGroups(t, fmt.Sprintf("vmalert-rules-7d-%d", vms))+"/*.yml", 30*time.Second, queue...)
+	alone := watchVMAlert(t, vm, alert, []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-daynight-7d.rules"})
+	recommendationsSince(t, vm, vms, aloneFrom)
+
+	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-vm-7d.rules, %d VMs × 7 days of hourly summaries (%d recommendations; GOMAXPROCS=1)", vms, vms),
+		all7d1h.last("vmhost-vm-7d.rules", 1, "s"))
+	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-vm-1h.rules (once an hour), %d VMs × 1 hour at 30 s", vms),
+		all7d1h.last("vmhost-vm-1h.rules", 1, "s"))
+	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-host-7d.rules and vmhost-host-1h.rules, %d hosts", hosts),
+		all7d1h.last("vmhost-host-7d.rules", 1000, "ms")+", "+all7d1h.last("vmhost-host-1h.rules", 1000, "ms"))
+	fleet.add("vmalert: CPU time of victoria-metrics and vmalert per 30 s round of all groups (the hourly ones included)",
+		strconv.FormatFloat(all7d1h.cpuPerRound, 'f', 2, 64)+" s")
+	fleet.add("vmalert: iterations missed by all groups (an evaluation longer than its interval)", strconv.FormatFloat(all7d1h.missed, 'f', 0, 64))
+	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone, %d VMs: one evaluation of vmhost-vm-7d.rules, vmhost-host-7d.rules, vmhost-daynight-7d.rules", vms),
+		alone.last("vmhost-vm-7d.rules", 1, "s")+"; "+alone.last("vmhost-host-7d.rules", 1000, "ms")+"; "+alone.last("vmhost-daynight-7d.rules", 1000, "ms"))
+	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone, %d VMs: CPU time of victoria-metrics and vmalert per round (10 %% of the groups' 4-minute interval: 24 s)", vms),
+		strconv.FormatFloat(alone.cpuPerRound, 'f', 2, 64)+" s")
+	fleet.add(fmt.Sprintf("vmalert: input imported for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fleet.add("vmalert: load average at the end (1, 5, 15 min)", strings.Join(strings.Fields(string(load))[:3], ", "))
+	}
+	t.Log("\n" + fleet.markdown())
+}
+
+// vmalertCost is what watchVMAlert saw of vmalert's groups: per group the
+// sum and count of its evaluations' durations and the last one, and the
+// CPU time of the storage and vmalert per round of the groups.
+type vmalertCost struct {
+	groups      map[string]*evaluations
+	cpuPerRound float64
+	missed      float64
+}
+
+type evaluations struct{ sum, count, last float64 }
+
+// last is the group's last evaluation and the mean of all so far.
+func (c vmalertCost) last(group string, scale float64, unit string) string {
+	e := c.groups[group]
+	return strconv.FormatFloat(e.last*scale, 'f', 2, 64) + " " + unit + " (mean of " + strconv.FormatFloat(e.count, 'f', 0, 64) + ": " +
+		strconv.FormatFloat(e.sum/e.count*scale, 'f', 2, 64) + " " + unit + ")"
+}
+
+// watchVMAlert waits until each group has run three times and the first
+// group twice more after all had run once, and returns what they cost. An
+// evaluation's duration is the growth of vmalert_iteration_duration_seconds'
+// sum when its count grew by one between two looks (wall time). The CPU
+// time of both servers (process_cpu_seconds_total) is the cost whatever
+// else runs on the machine. It fails when an evaluation failed or lost
+// results; one longer than its interval is a finding (missed), not a
+// failure.
+func watchVMAlert(t *testing.T, vm testenv.QueryAPI, alert string, groups []string) vmalertCost {
+	t.Helper()
+	cost := vmalertCost{groups: map[string]*evaluations{}}
 	cpu := func() float64 {
 		total := 0.0
 		for _, url := range []string{vm.URL, alert} {
@@ -187,7 +247,7 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 		return total
 	}
 	cpu0, rounds0 := -1.0, 0.0
-	testenv.Eventually(t, 30*time.Minute, "three evaluations of the 7-day and hourly groups by vmalert", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Minute, "three evaluations of "+strings.Join(groups, ", ")+" by vmalert", func() (bool, string) {
 		mf := testenv.Scrape(t, alert+"/metrics")
 		value := func(family, group string) (float64, bool) {
 			for _, m := range mf[family].GetMetric() {
@@ -209,34 +269,31 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 				saw = append(saw, g+": no iteration yet")
 				continue
 			}
-			s := state[g]
-			if s == nil {
-				s = &seen{last: -1}
-				state[g] = s
+			e := cost.groups[g]
+			if e == nil {
+				e = &evaluations{last: -1}
+				cost.groups[g] = e
 			}
-			if count == s.count+1 {
-				s.last = sum - s.sum
+			if count == e.count+1 {
+				e.last = sum - e.sum
 			}
-			s.sum, s.count = sum, count
-			if count >= 3 && s.last >= 0 {
+			e.sum, e.count = sum, count
+			if count >= 3 && e.last >= 0 {
 				done++
 			}
-			saw = append(saw, fmt.Sprintf("%s: %g iterations, last %.3f s", g, count, s.last))
+			saw = append(saw, fmt.Sprintf("%s: %g iterations, last %.3f s", g, count, e.last))
 		}
-		if cpu0 < 0 && len(state) == len(groups) {
-			cpu0, rounds0 = cpu(), state[groups[0]].count
+		if cpu0 < 0 && len(cost.groups) == len(groups) {
+			cpu0, rounds0 = cpu(), cost.groups[groups[0]].count
 		}
-		return done == len(groups) && state[groups[0]].count >= rounds0+2, strings.Join(saw, "; ")
+		return done == len(groups) && cost.groups[groups[0]].count >= rounds0+2, strings.Join(saw, "; ")
 	})
-	cpuPerRound := (cpu() - cpu0) / (state[groups[0]].count - rounds0)
+	cost.cpuPerRound = (cpu() - cpu0) / (cost.groups[groups[0]].count - rounds0)
 	// Nothing failed or was dropped (vmalert 1.79's names), and the
-	// families are there, so that this check can fail. An evaluation
-	// longer than its interval is a finding, reported below, not a
-	// failure.
+	// families are there, so that this check can fail.
 	mf := testenv.Scrape(t, alert+"/metrics")
-	missed := 0.0
 	for _, m := range mf["vmalert_iteration_missed_total"].GetMetric() {
-		missed += m.GetUntyped().GetValue() + m.GetCounter().GetValue()
+		cost.missed += m.GetUntyped().GetValue() + m.GetCounter().GetValue()
 	}
 	for _, family := range []string{"vmalert_execution_errors_total", "vmalert_recording_rules_error", "vmalert_alerting_rules_error",
 		"vmalert_remotewrite_errors_total", "vmalert_remotewrite_dropped_rows_total"} {
@@ -249,32 +306,20 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 			}
 		}
 	}
-	// The answer must rest on the data: one recommendation per VM.
+	return cost
+}
+
+// recommendationsSince checks that the answer rests on the data: one
+// recommendation per VM written by an evaluation since from.
+func recommendationsSince(t *testing.T, vm testenv.QueryAPI, vms int, from time.Time) {
+	t.Helper()
 	testenv.Eventually(t, 5*time.Minute, "one recommendation per VM in VictoriaMetrics", func() (bool, string) {
 		_, _ = http.Get(vm.URL + "/internal/force_flush")
-		r, err := vm.Query(ctx, "count(last_over_time(domain:libvirt_vm_recommended_vcpus:count[5m]))")
+		window := time.Since(from).Round(time.Second) + time.Second
+		r, err := vm.Query(context.Background(), fmt.Sprintf("count(last_over_time(domain:libvirt_vm_recommended_vcpus:count[%s]))", model.Duration(window)))
 		if err != nil || len(r.Data.Result) == 0 {
 			return false, fmt.Sprint(err)
 		}
 		return r.Data.Result[0].Value[1] == strconv.Itoa(vms), fmt.Sprint(r.Data.Result[0].Value[1])
 	})
-	// The last evaluation, and the mean of all so far.
-	last := func(g string, scale float64, unit string) string {
-		return strconv.FormatFloat(state[g].last*scale, 'f', 2, 64) + " " + unit + " (mean of " + strconv.FormatFloat(state[g].count, 'f', 0, 64) + ": " +
-			strconv.FormatFloat(state[g].sum/state[g].count*scale, 'f', 2, 64) + " " + unit + ")"
-	}
-	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-vm-7d.rules, %d VMs × 7 days of hourly summaries (%d recommendations; GOMAXPROCS=1)", vms, vms),
-		last("vmhost-vm-7d.rules", 1, "s"))
-	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-vm-1h.rules (once an hour), %d VMs × 1 hour at 30 s", vms),
-		last("vmhost-vm-1h.rules", 1, "s"))
-	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-host-7d.rules and vmhost-host-1h.rules, %d hosts", hosts),
-		last("vmhost-host-7d.rules", 1000, "ms")+", "+last("vmhost-host-1h.rules", 1000, "ms"))
-	fleet.add("vmalert: CPU time of victoria-metrics and vmalert per 30 s round of all groups (the hourly ones included)",
-		strconv.FormatFloat(cpuPerRound, 'f', 2, 64)+" s")
-	fleet.add("vmalert: iterations missed by all groups (an evaluation longer than its interval)", strconv.FormatFloat(missed, 'f', 0, 64))
-	fleet.add(fmt.Sprintf("vmalert: input imported for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
-	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fleet.add("vmalert: load average at the end (1, 5, 15 min)", strings.Join(strings.Fields(string(load))[:3], ", "))
-	}
-	t.Log("\n" + fleet.markdown())
 }

@@ -101,6 +101,14 @@ func StartVictoriaMetricsStorage(t testing.TB, dataDir string, extra ...string) 
 // notifier that drops them, with extra flags; it returns vmalert's URL.
 func StartVMAlert(t testing.TB, vmURL, rules string, interval time.Duration, extra ...string) string {
 	t.Helper()
+	_, url := StartVMAlertProcess(t, vmURL, rules, interval, extra...)
+	return url
+}
+
+// StartVMAlertProcess is StartVMAlert for a caller that stops vmalert
+// before the test ends (to start another on the same storage).
+func StartVMAlertProcess(t testing.TB, vmURL, rules string, interval time.Duration, extra ...string) (*Process, string) {
+	t.Helper()
 	sink := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	t.Cleanup(sink.Close)
 	addr := FreePort(t)
@@ -110,7 +118,7 @@ func StartVMAlert(t testing.TB, vmURL, rules string, interval time.Duration, ext
 	p := Start(t, victoriaMetricsBin(t, "vmalert"), args...)
 	url := "http://" + addr
 	p.WaitHTTP(t, url+"/health", time.Minute)
-	return url
+	return p, url
 }
 
 // StartVMAgent runs vmagent with the given scrape configuration
