@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,7 +188,9 @@ func parseConfig(data []byte) (*Config, error) {
 		return nil, errors.New("field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups")
 	}
 	cfg := &Config{Jobs: *raw.Jobs}
-	if err := cfg.validate(); err != nil {
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // decoded above: only to point at lines
+	if err := cfg.validate(jobLines(&root)); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Jobs {
@@ -206,68 +210,88 @@ func (j *Job) setFields() map[string]bool {
 	}
 }
 
-func (c *Config) validate() error {
+// validate checks every job and reports every job's first problem, each
+// at the line of the field it is about (or of the job), so that one
+// config-check run names all there is to fix. at gives the lines.
+func (c *Config) validate(at lineFinder) error {
 	seen := map[string]bool{}
+	var problems []string
 	for i := range c.Jobs {
-		j := &c.Jobs[i]
-		where := fmt.Sprintf("jobs[%d]", i)
-		if j.Name == "" {
-			return fmt.Errorf("%s: field name is required", where)
-		}
-		where = fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if seen[j.Name] {
-			return fmt.Errorf("%s: duplicate job name", where)
-		}
-		seen[j.Name] = true
-		if time.Duration(j.MaxAge) <= 0 {
-			return fmt.Errorf("%s: field max_age is required and must be positive", where)
-		}
-		allowed, known := fieldsByType[j.Type]
-		if !known {
-			return fmt.Errorf("%s: field type: unknown job type %q (want one of dated_dir, rclone_log, vzdump, restore_log, file_glob)", where, j.Type)
-		}
-		set := j.setFields()
-		if req := requiredByType[j.Type]; !set[req] {
-			return fmt.Errorf("%s: field %s is required for type %s", where, req, j.Type)
-		}
-		for field, isSet := range set {
-			if isSet && !contains(allowed, field) {
-				return fmt.Errorf("%s: field %s is not used by type %s", where, field, j.Type)
-			}
-		}
-		if j.SuccessFrom != "" && j.SuccessFrom != SuccessFromLog && j.SuccessFrom != SuccessFromContents {
-			return fmt.Errorf("%s: field success_from: %q is neither log nor contents", where, j.SuccessFrom)
-		}
-		for field, dir := range map[string]string{"vm_xml_dir": j.VMXMLDir, "images_dir": j.ImagesDir} {
-			if filepath.IsAbs(dir) || strings.HasPrefix(filepath.Clean(dir), "..") {
-				return fmt.Errorf("%s: field %s: %q must be a path inside each set", where, field, dir)
-			}
-		}
-		if j.RunningTimeout < 0 {
-			return fmt.Errorf("%s: field running_timeout must be positive", where)
-		}
-		if err := j.loadTimeZone(); err != nil {
-			return fmt.Errorf("%s: field time_zone: %w", where, err)
+		if err := c.validateJob(i, seen, at); err != nil {
+			problems = append(problems, err.Error())
 		}
 	}
 	// After all jobs: copies may name a job further down the file.
 	for i := range c.Jobs {
-		if err := c.checkCopies(i); err != nil {
-			return err
+		if err := c.checkCopies(i, at); err != nil {
+			problems = append(problems, err.Error())
 		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	c.linkCopies()
 	return nil
 }
 
+func (c *Config) validateJob(i int, seen map[string]bool, at lineFinder) error {
+	j := &c.Jobs[i]
+	bad := func(field, format string, args ...any) error {
+		where := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
+		if j.Name == "" {
+			where = fmt.Sprintf("jobs[%d]", i)
+		}
+		return fmt.Errorf("line %d: %s: %s", at.line(i, field), where, fmt.Sprintf(format, args...))
+	}
+	if j.Name == "" {
+		return bad("", "field name is required")
+	}
+	if seen[j.Name] {
+		return bad("name", "duplicate job name")
+	}
+	seen[j.Name] = true
+	if time.Duration(j.MaxAge) <= 0 {
+		return bad("max_age", "field max_age is required and must be positive")
+	}
+	allowed, known := fieldsByType[j.Type]
+	if !known {
+		return bad("type", "field type: unknown job type %q (want one of dated_dir, rclone_log, vzdump, restore_log, file_glob)", j.Type)
+	}
+	set := j.setFields()
+	if req := requiredByType[j.Type]; !set[req] {
+		return bad("", "field %s is required for type %s", req, j.Type)
+	}
+	for _, field := range slices.Sorted(maps.Keys(set)) {
+		if set[field] && !contains(allowed, field) {
+			return bad(field, "field %s is not used by type %s (its fields: %s)", field, j.Type, strings.Join(knownJobFields(j.Type), ", "))
+		}
+	}
+	if j.SuccessFrom != "" && j.SuccessFrom != SuccessFromLog && j.SuccessFrom != SuccessFromContents {
+		return bad("success_from", "field success_from: %q is neither log nor contents", j.SuccessFrom)
+	}
+	for _, field := range []string{"vm_xml_dir", "images_dir"} {
+		dir := map[string]string{"vm_xml_dir": j.VMXMLDir, "images_dir": j.ImagesDir}[field]
+		if filepath.IsAbs(dir) || strings.HasPrefix(filepath.Clean(dir), "..") {
+			return bad(field, "field %s: %q must be a path inside each set", field, dir)
+		}
+	}
+	if j.RunningTimeout < 0 {
+		return bad("running_timeout", "field running_timeout must be positive")
+	}
+	if err := j.loadTimeZone(); err != nil {
+		return bad("time_zone", "field time_zone: %v", err)
+	}
+	return nil
+}
+
 // checkCopies checks that job i's copies names a local job with per-VM
 // backups: the offsite time of a VM is read from that job's copies.
-func (c *Config) checkCopies(i int) error {
+func (c *Config) checkCopies(i int, at lineFinder) error {
 	j := c.Jobs[i]
 	if j.Copies == "" {
 		return nil
 	}
-	where := fmt.Sprintf("jobs[%d] (%s): field copies", i, j.Name)
+	where := fmt.Sprintf("line %d: jobs[%d] (%s): field copies", at.line(i, "copies"), i, j.Name)
 	if j.Copies == j.Name {
 		return fmt.Errorf("%s: a job cannot copy itself; name the local job whose tree this one copies", where)
 	}
@@ -377,11 +401,14 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := model.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &valueError{n.Line, n.Column, durationError{err}}
 	}
 	*d = Duration(v)
 	return nil
 }
+
+// durationError marks a duration that does not parse, for the hint.
+type durationError struct{ error }
 
 // Regexp is a regular expression field, compiled when the config is read.
 type Regexp struct {
@@ -392,7 +419,7 @@ type Regexp struct {
 func (r *Regexp) UnmarshalYAML(n *yaml.Node) error {
 	re, err := regexp.Compile(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &valueError{n.Line, n.Column, err}
 	}
 	r.Regexp = re
 	return nil

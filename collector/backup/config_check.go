@@ -33,11 +33,24 @@ var yamlKinds = map[string]string{
 // yamlError retells a decoder error of data in YAML's words; other errors
 // pass unchanged.
 func yamlError(err error, data []byte) error {
+	var root yaml.Node
+	var ve *valueError
+	if errors.As(err, &ve) {
+		_ = yaml.Unmarshal(data, &root) // best effort: only to name the field
+		field, where := fieldAt(&root, ve.line, ve.column)
+		if field == "" {
+			return err
+		}
+		hint := ""
+		if _, isDuration := ve.err.(durationError); isDuration {
+			hint = " (a number and a unit: 26h, 8d, 5w, 90m)"
+		}
+		return fmt.Errorf("line %d: field %s of %s: %v%s", ve.line, field, where, ve.err, hint)
+	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
 	}
-	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root) // best effort: only to name the jobs
 	msgs := make([]string, 0, len(te.Errors))
 	for _, e := range te.Errors {
@@ -184,4 +197,79 @@ func (c *Config) CheckPaths() (problems, warnings []string) {
 		}
 	}
 	return problems, warnings
+}
+
+// lineFinder knows where each job of a file starts and where its fields
+// are, so that a validation error can point at the line to fix.
+type lineFinder []map[string]int
+
+// jobLines reads the lines of the jobs of a decoded file: per job, ""
+// is the job's first line, and each field's key line.
+func jobLines(root *yaml.Node) lineFinder {
+	var lines lineFinder
+	if root == nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	doc := root.Content[0]
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != "jobs" || doc.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, item := range doc.Content[i+1].Content {
+			fields := map[string]int{"": item.Line}
+			for f := 0; f+1 < len(item.Content); f += 2 {
+				fields[item.Content[f].Value] = item.Content[f].Line
+			}
+			lines = append(lines, fields)
+		}
+	}
+	return lines
+}
+
+// line is the line of job i's field, or of the job when the field is
+// not in the file (a required one left out).
+func (l lineFinder) line(i int, field string) int {
+	if i >= len(l) {
+		return 1 // not reached: the jobs were decoded from the same file
+	}
+	if n, ok := l[i][field]; ok {
+		return n
+	}
+	return l[i][""]
+}
+
+// valueError is a field value that does not parse (a duration without
+// its unit, a bad regular expression), at the value's line and column:
+// yamlError names the field and the job from them.
+type valueError struct {
+	line, column int
+	err          error
+}
+
+func (e *valueError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e *valueError) Unwrap() error { return e.err }
+
+// fieldAt names the key whose value starts at line and column, and the
+// job that holds it.
+func fieldAt(root *yaml.Node, line, column int) (field, where string) {
+	var walk func(n *yaml.Node) bool
+	walk = func(n *yaml.Node) bool {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if v := n.Content[i+1]; v.Line == line && v.Column == column {
+					field = n.Content[i].Value
+					return true
+				}
+			}
+		}
+		for _, c := range n.Content {
+			if walk(c) {
+				return true
+			}
+		}
+		return false
+	}
+	walk(root)
+	where, _ = jobAtLine(root, line)
+	return field, where
 }
