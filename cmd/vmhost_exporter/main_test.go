@@ -228,7 +228,7 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Errorf("--help: exit %d", code)
 	}
 	for _, flag := range []string{"--web.listen-address", "--web.config.file", "--web.telemetry-path",
-		"--[no-]collector.libvirt", "--libvirt.socket", "--libvirt.uri", "--libvirt.timeout", "--libvirt.stats-batches",
+		"--[no-]collector.libvirt", "--libvirt.socket", "--libvirt.uri", "--libvirt.timeout", "--libvirt.stats-batches", "--[no-]libvirt.job-info",
 		"--backup.config-file", "--[no-]backup.config-check", "--[no-]collector.disable-defaults",
 		"--path.procfs", "--[no-]collector.meminfo", "--log.level", "--log.format"} {
 		if !strings.Contains(out, flag) {

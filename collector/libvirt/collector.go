@@ -60,6 +60,11 @@ type Config struct {
 	// request of a scrape waits for the one before. libvirtd
 	// serves max_client_requests (default 5) calls of a connection at once.
 	StatsBatches int
+	// NoJobInfo leaves out the job info calls (libvirt_domain_job_info_*):
+	// they are one call per running guest, since no stats group carries
+	// jobs, and an operator of thousands of guests who does not chart
+	// migrations or backup jobs may spare them.
+	NoJobInfo bool
 }
 
 // Collector implements prometheus.Collector for libvirt domains.

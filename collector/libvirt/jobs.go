@@ -67,7 +67,7 @@ func jobsWanted(domains []*domainResult) []*domainResult {
 // or the driver has no job info (the answer of an earlier call on this
 // session).
 func (c *Collector) startJobInfo(s *session, domains []*domainResult, deadline time.Time) *jobCalls {
-	if len(domains) == 0 || s.noJobInfo.Load() {
+	if len(domains) == 0 || s.noJobInfo.Load() || c.cfg.NoJobInfo {
 		return nil
 	}
 	j := &jobCalls{sess: s, start: time.Now(), done: make(chan struct{}), results: map[*domainResult]jobInfo{}, errs: map[*domainResult]error{}, asked: domains}

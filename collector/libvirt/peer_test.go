@@ -149,8 +149,9 @@ func fillDisk(t *testing.T, path string, size int) {
 // the job series to show it: type 2 (unbounded: libvirt gives a backup
 // no time remaining), its total the disk's size,
 // progress under the total. After `virsh domjobabort` they fall back to
-// type 0 and nothing to do, so they are read live, not kept.
-func checkBackupJob(t *testing.T, l *testenv.Libvirtd, reg prometheus.Gatherer, dom, dir string, diskSize int) {
+// type 0 and nothing to do, so they are read live, not kept. noJobs, a
+// collector with NoJobInfo, shows the guest but no job series meanwhile.
+func checkBackupJob(t *testing.T, l *testenv.Libvirtd, reg, noJobs prometheus.Gatherer, dom, dir string, diskSize int) {
 	target := filepath.Join(dir, dom+"-backup.raw")
 	xmlPath := filepath.Join(dir, dom+"-backup.xml")
 	doc := fmt.Sprintf(`<domainbackup><disks><disk name='vda' type='file'><target file='%s'/><driver type='raw'/></disk></disks></domainbackup>`, target)
@@ -196,6 +197,19 @@ func checkBackupJob(t *testing.T, l *testenv.Libvirtd, reg prometheus.Gatherer, 
 		present := mf["libvirt_domain_job_info_type"] != nil
 		return ok, fmt.Sprintf("%v (job series present: %v); virsh domjobinfo: %s", v, present, ji)
 	})
+	// The backup still runs (slowed to 1 MiB/s, aborted below).
+	mf := gather(t, noJobs)
+	if v, ok := testenv.Value(mf, "libvirt_domain_info_state", d); !ok || v != 1 {
+		t.Errorf("without job info: %s state %v (present %v), want 1 (running)", dom, v, ok)
+	}
+	for name := range mf {
+		if strings.HasPrefix(name, "libvirt_domain_job_info_") {
+			t.Errorf("without job info (--no-libvirt.job-info) the collector still exports %s", name)
+		}
+	}
+	if ji, _ := l.Virsh("qemu:///system", "domjobinfo", dom); !strings.Contains(ji, "Backup") {
+		t.Errorf("the backup was over before the collector without job info was asked: %s", ji)
+	}
 	l.MustVirsh("qemu:///system", "domjobabort", dom)
 	testenv.Eventually(t, time.Minute, "no job after domjobabort", func() (bool, string) {
 		mf := gather(t, reg)
