@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -402,5 +403,36 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 	})
 	if n := strings.Count(e.Output(), `path=`+rcloneLog+` `); n != 1 {
 		t.Errorf("the unreadable rclone log was logged %d times, want once:\n%s", n, e.Output())
+	}
+
+	// --backup.explain as the same user: a job that would say ok (or
+	// running) on what it could read says "evidence unreadable" with the
+	// first path and its error, and the command fails, so that a config
+	// tried as the service user does not pass while its evidence is
+	// hidden. (It said ok, exit 0, before.)
+	cmd := exec.Command(testenv.ExporterBinary(t), "--backup.explain", "--backup.config-file="+cfg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: testenv.Nobody, Pdeathsig: syscall.SIGKILL}
+	code, stdout, stderr := runExplain(t, cmd)
+	if code != 1 {
+		t.Errorf("--backup.explain as nobody: exit status %d, want 1\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"== restore (restore_log): evidence unreadable ==\n",
+		"  why:     1 path the verdict needs could not be read (first: " + restoreLog + ".1: ",
+		"== pve (vzdump): evidence unreadable ==\n",
+		"(first: " + filepath.Join(dump, base+".log") + ": ",
+		// Already a bad verdict (its newest success is a day old, more
+		// than max_age 1d, by the time this runs): it stays what it is.
+		"== kvm (dated_dir): stale ==\n",
+		"== readable (file_glob): ok ==\n",
+		"== s3 (rclone_log): scan failing ==\n",
+		"\nFailed: mysql, s3\nEvidence unreadable: pve, restore\n", // jobs by name
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("--backup.explain as nobody lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !strings.Contains(stdout, "permission denied") {
+		t.Errorf("--backup.explain as nobody does not say why a path is unreadable:\n%s", stdout)
 	}
 }

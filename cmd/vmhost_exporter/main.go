@@ -89,6 +89,8 @@ func run(args []string) int {
 			"Period within which cached domain XML (role, disks, interfaces, vCPUs) and snapshot times are re-read in the background. Domains named by a libvirt event (defined, started, metadata or devices changed) and new domains are read at the next scrape.", "5m")
 		libvirtStatsBatches = app.Flag("libvirt.stats-batches",
 			"Lists of running guests whose stats are asked for at once; libvirt asks the guests of one list one after the other. 1 is one serial call for all domains, and every request of a scrape waits for the one before. Keep it below libvirtd's max_client_requests (default 5).").Default("4").Int()
+		libvirtJobInfo = app.Flag("libvirt.job-info",
+			"Ask each running guest for its current job (libvirt_domain_job_info_*: migrations, libvirt backups): one call per running guest a scrape, since libvirt has no bulk call for jobs. --no-libvirt.job-info spares them.").Default("true").Bool()
 
 		backupEnabledSet bool
 		backupEnabled    = app.Flag("collector.backup",
@@ -99,7 +101,7 @@ func run(args []string) int {
 		backupConfigCheck = app.Flag("backup.config-check",
 			"Validate the backup configuration file, then exit.").Default("false").Bool()
 		backupExplain = app.Flag("backup.explain",
-			"Scan every backup job of the configuration once, print each job's verdict with its evidence (what /backups shows), then exit: 1 when a job's newest run failed or its scan failed.").Default("false").Bool()
+			"Scan every backup job of the configuration once, print each job's verdict with its evidence (what /backups shows), then exit: 1 when a job's newest run failed, its scan failed or evidence its verdict needs is unreadable.").Default("false").Bool()
 		backupScanInterval = durationFlag(app, "backup.scan-interval",
 			"Time between background scans of the backup jobs (scrapes never scan).", "5m")
 		backupScanConcurrency = app.Flag("backup.scan-concurrency",
@@ -201,6 +203,7 @@ func run(args []string) int {
 			Timeout:         *libvirtTimeout,
 			MetadataRefresh: *libvirtMetadataRefresh,
 			StatsBatches:    *libvirtStatsBatches,
+			NoJobInfo:       !*libvirtJobInfo,
 		}, logger.With("collector", "libvirt"))
 		defer lc.Close()
 		if err := lc.Probe(); err != nil {
@@ -374,8 +377,9 @@ func checkBackupConfig(path string, logger *slog.Logger) int {
 }
 
 // explainBackups is --backup.explain: one scan of every job, its verdicts
-// and evidence on stdout, exit status 1 when any job failed, so that an
-// operator can try a new config before deploying it.
+// and evidence on stdout, exit status 1 when any job failed or was judged
+// on part of its evidence, so that an operator can try a new config (as
+// the service user) before deploying it.
 func explainBackups(path string, explicit bool, opts backup.Options, logger *slog.Logger) int {
 	cfg, err := backup.LoadConfig(path)
 	if errors.Is(err, fs.ErrNotExist) && !explicit {
@@ -390,7 +394,7 @@ func explainBackups(path string, explicit bool, opts backup.Options, logger *slo
 		logger.Error("Cannot write the explanation", "err", err)
 		return 1
 	}
-	if len(ex.Failed) > 0 {
+	if len(ex.Failed) > 0 || len(ex.PartlyRead) > 0 {
 		return 1
 	}
 	return 0

@@ -27,6 +27,10 @@ const (
 	VerdictNeverSucceded = "never succeeded"
 	VerdictNoScanYet     = "not scanned yet"
 	VerdictScanFailing   = "scan failing"
+	// VerdictPartlyRead: what could be read says ok (or running), but
+	// evidence the verdict needs could not be read (the service user
+	// without its capability, say), so "ok" would be a guess.
+	VerdictPartlyRead = "evidence unreadable"
 )
 
 // Explanation is every job's verdict with its evidence: what /backups
@@ -38,6 +42,10 @@ type Explanation struct {
 	// Failed names the jobs whose newest finished run failed or whose scan
 	// fails (--backup.explain exits 1 for them).
 	Failed []string
+	// PartlyRead names the jobs judged ok on part of their evidence
+	// (VerdictPartlyRead; --backup.explain exits 1 for them too: a config
+	// tried as the service user must not pass while it reads nothing).
+	PartlyRead []string
 }
 
 // JobView is one job's verdict and the evidence for it. Every string
@@ -70,6 +78,9 @@ type RunView struct {
 	Reason     string
 	StartRef   *RefView
 	EndRef     *RefView
+	// Evidence is the line that shows why a failed run failed, when it is
+	// neither the start nor the end line.
+	Evidence *RefView
 	// File is the file a run is (file_glob: the dump itself).
 	File string
 }
@@ -114,6 +125,9 @@ type VMRow struct {
 	// copies this one; Synced, one of them has been scanned (its copies
 	// are known: none yet).
 	SyncJobs, Synced bool
+	// SyncFailed names the sync jobs copying this one whose newest
+	// finished run failed: why a copy still waits.
+	SyncFailed []string
 	// RestoreTest is the newest successful restore test (restore_log
 	// jobs) and its job.
 	RestoreTest, RestoreJob string
@@ -169,8 +183,11 @@ func (c *Collector) Explain(o ExplainOptions) Explanation {
 	ex := Explanation{Generated: fmtTime(now, now, loc)}
 	for _, j := range jobs {
 		jv := explainJob(j, c.results[j.Name], now, loc)
-		if jv.Verdict == VerdictFailed || jv.Verdict == VerdictScanFailing {
+		switch jv.Verdict {
+		case VerdictFailed, VerdictScanFailing:
 			ex.Failed = append(ex.Failed, j.Name)
+		case VerdictPartlyRead:
+			ex.PartlyRead = append(ex.PartlyRead, j.Name)
 		}
 		if hasVMs(j.Type) {
 			jv.VMs = vmRows(j, c.results[j.Name], o.HostVMs, now, loc)
@@ -208,6 +225,9 @@ func (c *Collector) offsiteColumn(rows []VMRow, local *jobResult, syncJobs []Job
 				continue
 			}
 			r.Synced = true
+			if f := res.Data.LastFinished; f != nil && !f.Success {
+				r.SyncFailed = append(r.SyncFailed, display(s.Name))
+			}
 			if !ok {
 				continue
 			}
@@ -274,6 +294,15 @@ func explainJob(j Job, res *jobResult, now time.Time, loc *time.Location) JobVie
 		jv.Verdict, jv.Class = VerdictScanFailing, "bad"
 		jv.Why = "the last scan failed (" + jv.ScanErr + "); what follows is from the last good scan, which said: " + jv.Why
 	}
+	if n := len(jv.Unreadable); n > 0 && (jv.Verdict == VerdictOK || jv.Verdict == VerdictRunning) {
+		paths := "path"
+		if n > 1 {
+			paths = "paths"
+		}
+		jv.Verdict, jv.Class = VerdictPartlyRead, "warn"
+		jv.Why = fmt.Sprintf("%d %s the verdict needs could not be read (first: %s: %s), so it rests on part of the evidence; what could be read says: %s",
+			n, paths, jv.Unreadable[0].Path, jv.Unreadable[0].Err, jv.Why)
+	}
 	return jv
 }
 
@@ -298,6 +327,13 @@ func runView(j Job, r *run, now time.Time, loc *time.Location) *RunView {
 	default:
 		rv.State, rv.End = "failed", fmtTime(r.End, now, loc)
 		rv.Reason = display(FailureReason(j, r))
+		ev := r.Evidence
+		if ev.File == "" {
+			ev = r.FirstError // the step logs' first error line
+		}
+		if ev != r.StartRef && ev != r.EndRef {
+			rv.Evidence = refView(ev)
+		}
 	}
 	rv.StartRef, rv.EndRef = refView(r.StartRef), refView(r.EndRef)
 	if rv.EndRef != nil && rv.EndRef.Line == 0 {
@@ -307,11 +343,16 @@ func runView(j Job, r *run, now time.Time, loc *time.Location) *RunView {
 	return rv
 }
 
+// maxQuote is how much of a log line the page quotes: enough for any
+// error message, while a tool printing a whole file list on one line
+// (64 KiB, what the line reader keeps) does not swell the page.
+const maxQuote = 1024
+
 func refView(l lineRef) *RefView {
 	if l.File == "" {
 		return nil
 	}
-	return &RefView{File: display(l.File), Line: l.Line, Text: display(l.Text)}
+	return &RefView{File: display(l.File), Line: l.Line, Text: display(cutAt(l.Text, maxQuote))}
 }
 
 // FailureReason says why a finished run that did not succeed counts as

@@ -357,13 +357,15 @@ func TestReadmeExplainExample(t *testing.T) {
 	run := func(state, start, end, reason string, s, e *RefView) *RunView {
 		return &RunView{State: state, Start: fmtTime(at(start), now, loc), End: fmtTime(at(end), now, loc), Reason: reason, StartRef: s, EndRef: e}
 	}
+	withEvidence := func(r *RunView, e *RefView) *RunView { r.Evidence = e; return r }
 	killed := "killed at step 2 of 5 (no end line); nothing written for longer than the running timeout (1h) after 2026-12-01 09:00:02"
 	stopped := "rclone stopped at 3 of 6 transfers (killed?)"
-	kvmLog, restoreLog, rcloneLog := "/backup/kvm/2026-12-01/backup.log", "/var/log/kvm_restore.log", "/var/log/rclone.log"
+	kvmLog, restoreLog, rcloneLog := "/backup/kvm/2026-12-01/backup.log", "/var/log/kvm_restore.log", "/var/log/rclone-kvm.log"
 	restore := run("succeeded", "2026-11-20 10:00:00", "2026-11-20 10:20:00", "",
 		ref(restoreLog, 13, "2026-11-20 10:00:00 - === KVM ホスト復元開始 ==="), ref(restoreLog, 18, "2026-11-20 10:20:00 - 復元完了。必要であれば再起動してください。"))
 	row := func(vm, copyAt string, missing []string, offsite, pending string) VMRow {
-		r := VMRow{Domain: vm, MissingDisks: missing, MissingCount: len(missing), SyncJobs: true, Synced: true,
+		// s3-kvm's newest run failed: each row says so beside its offsite copy.
+		r := VMRow{Domain: vm, MissingDisks: missing, MissingCount: len(missing), SyncJobs: true, Synced: true, SyncFailed: []string{"s3-kvm"},
 			RestoreTest: restore.End, RestoreJob: "restore-test"}
 		if copyAt != "" {
 			r.LastCopy = fmtTime(at(copyAt), now, loc)
@@ -393,8 +395,9 @@ func TestReadmeExplainExample(t *testing.T) {
 	}, {
 		Name: "s3-kvm", Type: TypeRcloneLog, Source: rcloneLog, MaxAge: "1d2h", Verdict: VerdictFailed,
 		Why: "the newest finished run failed: " + stopped, Sets: 5,
-		LastRun: run("failed", "2026-12-01 03:00:00", "2026-12-01 03:04:31", stopped,
+		LastRun: withEvidence(run("failed", "2026-12-01 03:00:00", "2026-12-01 03:04:31", stopped,
 			ref(rcloneLog, 212, "2026/12/01 03:00:00 INFO  : 2026-12-01/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 240, "Backup completed at Tue Dec  1 03:04:31 UTC 2026")),
+			ref(rcloneLog, 236, "Transferred:            3 / 6, 50%")),
 		LastSuccess: run("succeeded", "2026-11-30 03:00:00", "2026-11-30 03:12:09", "",
 			ref(rcloneLog, 170, "2026/11/30 03:00:00 INFO  : 2026-11-30/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 211, "Backup completed at Mon Nov 30 03:12:09 UTC 2026")),
 	}}}
@@ -420,7 +423,8 @@ func TestLongErrorLineKeepsTheReasonShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2025, 5, 28, 3, 0, 0, 0, time.Local)
-	mf := scan(t, now, withDefaults(Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: logFile, MaxAge: Duration(35 * 24 * time.Hour)}))
+	c := newTestCollector(t, now, withDefaults(Job{Name: "restore-test", Type: TypeRestoreLog, LogFile: logFile, MaxAge: Duration(35 * 24 * time.Hour)}))
+	mf := gatherFrom(t, c)
 	if v := val(t, mf, "vmhost_backup_last_run_success", map[string]string{"backup_job": "restore-test"}); v != 0 {
 		t.Fatalf("last_run_success %v, want 0: the run has an error line", v)
 	}
@@ -434,5 +438,13 @@ func TestLongErrorLineKeepsTheReasonShort(t *testing.T) {
 	}
 	if !strings.HasPrefix(reason, "1 error line, first: rsync: [sender] send_files failed to open") || len(reason) > maxReason+len("…") {
 		t.Errorf("reason label of %d bytes: %.200q…, want the error line's start within %d bytes", len(reason), reason, maxReason)
+	}
+	// The page quotes the error line as the run's evidence, with its
+	// line number, its first KiB: enough to read, and a page of a few
+	// such jobs stays small.
+	ex := c.Explain(ExplainOptions{})
+	if r := ex.Jobs[0].LastRun; r == nil || r.Evidence == nil || r.Evidence.Line != 2 || r.Evidence.File != logFile ||
+		r.Evidence.Text != long[:maxQuote]+"…" {
+		t.Errorf("the failed run's evidence %+v, want line 2 of %s, the error line's first %d bytes and …", r, logFile, maxQuote)
 	}
 }

@@ -144,6 +144,17 @@ func TestKilledRcloneIsNoSuccess(t *testing.T) {
 	if r.EndRef.File != logFile || r.EndRef.Line != len(lines) || r.EndRef.Text != lines[len(lines)-1] {
 		t.Errorf("end of the killed run %+v, want line %d: %q", r.EndRef, len(lines), lines[len(lines)-1])
 	}
+	// The line that shows it: rclone's last statistics before the
+	// wrapper's line, "Transferred: 0 / 6, 0%", quoted by /backups.
+	lastStats := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "Transferred:") {
+			lastStats = i + 1
+		}
+	}
+	if r.Evidence.File != logFile || r.Evidence.Line != lastStats || !strings.Contains(r.Evidence.Text, "0 / 6") {
+		t.Errorf("evidence of the killed run %+v, want line %d of %s, the statistics saying 0 / 6", r.Evidence, lastStats, logFile)
+	}
 	if s := d.LastSuccess; s == nil || s.Reason != "" || s.EndRef.Line != startLine-1 {
 		t.Errorf("the complete run before: %+v, want a success ending at line %d", s, startLine-1)
 	}
@@ -166,20 +177,26 @@ func TestRcloneStatisticsDecide(t *testing.T) {
 	const head = "2026/12/01 17:17:01 INFO  : a: Copied (new)\n2026/12/01 17:17:02 INFO  : \n"
 	for _, tc := range []struct {
 		name, stats, reason string
+		evidence            string // the text of the line quoted as evidence
 	}{
-		{"all copied", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nTransferred:            2 / 2, 100%\nElapsed time:         0.0s\n", ""},
+		{"all copied", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nTransferred:            2 / 2, 100%\nElapsed time:         0.0s\n", "", ""},
 		// An unchanged tree: no files line, nothing to transfer.
-		{"nothing to transfer", "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 2 / 2, 100%\nElapsed time:         0.0s\n", ""},
-		{"deleted only", "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 2 / 2, 100%\nDeleted:                1 (files), 0 (dirs)\nElapsed time:         0.0s\n", ""},
+		{"nothing to transfer", "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 2 / 2, 100%\nElapsed time:         0.0s\n", "", ""},
+		{"deleted only", "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 2 / 2, 100%\nDeleted:                1 (files), 0 (dirs)\nElapsed time:         0.0s\n", "", ""},
 		{"killed mid-copy", "Transferred:   \t    1.664 MiB / 6 MiB, 28%, 594.170 KiB/s, ETA 7s\nTransferred:            0 / 6, 0%\nElapsed time:         3.1s\nTransferring:\n *                                            f1: 33% /1Mi, 141.382Ki/s, 4s\n",
-			"rclone stopped at 0 of 6 transfers (killed?)"},
+			"rclone stopped at 0 of 6 transfers (killed?)", "Transferred:            0 / 6, 0%"},
 		{"killed while checking", "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 2 / 9, 22%\nElapsed time:         1.0s\nChecking:\n *                                             c:  0% /1Mi, 0/s, -\n",
-			"rclone stopped at 2 of 9 checks (killed?)"},
+			"rclone stopped at 2 of 9 checks (killed?)", "Checks:                 2 / 9, 22%"},
 		{"killed with the last file in flight", "Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s\nTransferred:            5 / 6, 83%\nElapsed time:         9.1s\nTransferring:\n *                                            f6: 90% /1Mi, 141.382Ki/s, 0s\n",
-			"rclone stopped at 5 of 6 transfers (killed?)"},
-		{"bytes short", "Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s\nElapsed time:         9.1s\n", "rclone stopped at 5.900 MiB of 6 MiB (98%, killed?)"},
-		{"no statistics", "", "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)"},
-		{"errors in the statistics", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nErrors:                 2 (retrying may help)\nTransferred:            2 / 2, 100%\n", "rclone's statistics count 2 errors"},
+			"rclone stopped at 5 of 6 transfers (killed?)", "Transferred:            5 / 6, 83%"},
+		{"bytes short", "Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s\nElapsed time:         9.1s\n", "rclone stopped at 5.900 MiB of 6 MiB (98%, killed?)",
+			"Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s"},
+		{"no statistics", "", "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)", ""},
+		{"errors in the statistics", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nErrors:                 2 (retrying may help)\nTransferred:            2 / 2, 100%\n", "rclone's statistics count 2 errors", ""},
+		// The first ERROR line is quoted in the reason and as evidence.
+		{"an error line", "2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied\nTransferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nTransferred:            2 / 2, 100%\n",
+			"rclone logged 1 ERROR line, first: 2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied (line 3 of rclone.log)",
+			"2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logFile := filepath.Join(t.TempDir(), "rclone.log")
@@ -199,6 +216,9 @@ func TestRcloneStatisticsDecide(t *testing.T) {
 			}
 			if n := bytes.Count([]byte(content), []byte("\n")); r.EndRef.Line != n || r.StartRef.Line != 1 {
 				t.Errorf("lines %d-%d, want 1-%d", r.StartRef.Line, r.EndRef.Line, n)
+			}
+			if r.Evidence.Text != tc.evidence {
+				t.Errorf("evidence %+v, want the line %q", r.Evidence, tc.evidence)
 			}
 		})
 	}

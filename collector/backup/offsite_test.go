@@ -1,9 +1,12 @@
 package backup
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +51,8 @@ func TestOffsiteFromAMirrorAndANeverSuccessfulSync(t *testing.T) {
 	kvm := Job{Name: "kvm-host", Type: TypeDatedDir, Path: base}
 	nas := Job{Name: "nas", Type: TypeDatedDir, Path: mirror, Copies: "kvm-host"}
 	s3 := Job{Name: "s3-kvm", Type: TypeRcloneLog, LogFile: logFile, Copies: "kvm-host"}
-	mf := scan(t, time.Now(), kvm, nas, s3)
+	c := newTestCollector(t, time.Now(), kvm, nas, s3)
+	mf := gatherFrom(t, c)
 
 	if got := val(t, mf, "vmhost_backup_last_run_success", map[string]string{"backup_job": "s3-kvm"}); got != 0 {
 		t.Fatalf("the sync without rclone counts as success (%v): the fixture is wrong", got)
@@ -76,4 +80,24 @@ func TestOffsiteFromAMirrorAndANeverSuccessfulSync(t *testing.T) {
 	}
 	// Jobs without copies export neither series.
 	absent(t, mf, "vmhost_backup_vm_offsite_pending_timestamp_seconds", map[string]string{"backup_job": "kvm-host", "domain": "vm-a"})
+
+	// /backups and --backup.explain say why the copies wait: s3-kvm's
+	// newest run failed (the mirror's did not).
+	for _, j := range c.Explain(ExplainOptions{}).Jobs {
+		if j.Name != "kvm-host" {
+			continue
+		}
+		for _, r := range j.VMs {
+			if r.Domain == "vm-a" && !slices.Equal(r.SyncFailed, []string{"s3-kvm"}) {
+				t.Errorf("vm-a's row names %q as failed sync jobs, want s3-kvm only", r.SyncFailed)
+			}
+		}
+		var text bytes.Buffer
+		if err := (&Explanation{Jobs: []JobView{j}}).WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(text.String(), "\n    vm-a: newest complete copy ") || !strings.Contains(text.String(), " waits (s3-kvm); the newest run of s3-kvm failed; restore test: ") {
+			t.Errorf("--backup.explain does not say s3-kvm's newest run failed beside vm-a's waiting copy:\n%s", text.String())
+		}
+	}
 }

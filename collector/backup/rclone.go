@@ -2,6 +2,7 @@ package backup
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -95,26 +96,28 @@ type rcloneStats struct {
 	hasChecks           bool
 	checks, checksAll   int
 	inFlight            bool // a Transferring: or Checking: list follows
+	// The lines each figure came from, the evidence of an unfinished one.
+	bytesRef, filesRef, checksRef, inFlightRef lineRef
 }
 
 // incomplete says, in an operator's words, what the block shows unfinished,
 // or "" when it says every transfer and check finished: a block printed
 // by an rclone killed mid-copy (kill -9, the OOM killer) is the last one
 // of its run, and the wrapper's end line follows it all the same.
-func (s rcloneStats) incomplete() string {
+func (s rcloneStats) incomplete() (reason string, evidence lineRef) {
 	switch {
 	case !s.seen:
-		return "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)"
+		return "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)", lineRef{}
 	case s.hasFiles && s.files < s.filesAll:
-		return fmt.Sprintf("rclone stopped at %d of %d transfers (killed?)", s.files, s.filesAll)
+		return fmt.Sprintf("rclone stopped at %d of %d transfers (killed?)", s.files, s.filesAll), s.filesRef
 	case s.hasChecks && s.checks < s.checksAll:
-		return fmt.Sprintf("rclone stopped at %d of %d checks (killed?)", s.checks, s.checksAll)
+		return fmt.Sprintf("rclone stopped at %d of %d checks (killed?)", s.checks, s.checksAll), s.checksRef
 	case !percentComplete(s.bytesPercent):
-		return fmt.Sprintf("rclone stopped at %s of %s (%s, killed?)", s.bytesDone, s.bytesAll, s.bytesPercent)
+		return fmt.Sprintf("rclone stopped at %s of %s (%s, killed?)", s.bytesDone, s.bytesAll, s.bytesPercent), s.bytesRef
 	case s.inFlight:
-		return "rclone stopped with transfers in progress (killed?)"
+		return "rclone stopped with transfers in progress (killed?)", s.inFlightRef
 	}
-	return ""
+	return "", lineRef{}
 }
 
 // percentComplete: rclone prints "-" for 0 of 0 bytes and rounds down, so
@@ -146,10 +149,14 @@ func (r *rcloneRun) verdict() {
 		r.Reason = "no rclone line before the end line (rclone did not run, or logged elsewhere)"
 	case r.Errors > 0:
 		r.Reason = fmt.Sprintf("rclone logged %d ERROR %s", r.Errors, plural(r.Errors, "line", "lines"))
+		if f := r.FirstError; f.Line > 0 {
+			r.Reason += fmt.Sprintf(", first: %s (line %d of %s)", shorten(strings.TrimSpace(f.Text)), f.Line, filepath.Base(f.File))
+			r.Evidence = f
+		}
 	case r.statsErrors > 0:
 		r.Reason = fmt.Sprintf("rclone's statistics count %d %s", r.statsErrors, plural(r.statsErrors, "error", "errors"))
 	default:
-		r.Reason = r.stats.incomplete()
+		r.Reason, r.Evidence = r.stats.incomplete()
 	}
 	r.Success = r.Reason == ""
 }
@@ -230,10 +237,10 @@ func parseRcloneLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*
 				cur.End = t
 				switch m[2] {
 				case "ERROR", "CRITICAL", "ALERT", "EMERGENCY":
-					cur.Errors++
+					cur.error(ref)
 				case "":
 					if strings.HasPrefix(m[3], "Failed to") {
-						cur.Errors++
+						cur.error(ref)
 					}
 				}
 				continue
@@ -245,7 +252,7 @@ func parseRcloneLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*
 				continue
 			}
 			last = ref
-			cur.statsLine(line)
+			cur.statsLine(line, ref)
 		}
 		if lr.err != nil {
 			return nil, fmt.Errorf("reading %s: %w", part.Name, lr.err)
@@ -270,13 +277,20 @@ func parseRcloneLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*
 	return d, nil
 }
 
+// error counts an error line of the run, keeping the first as evidence.
+func (r *rcloneRun) error(ref lineRef) {
+	if r.Errors++; r.FirstError.Line == 0 {
+		r.FirstError = ref
+	}
+}
+
 // statsLine reads a line of a statistics block into the current run.
-func (r *rcloneRun) statsLine(line string) {
+func (r *rcloneRun) statsLine(line string, ref lineRef) {
 	switch {
 	case strings.HasPrefix(line, "Transferred:"):
 		if m := rcloneBytes.FindStringSubmatch(line); m != nil {
 			// The bytes line opens a block.
-			r.stats = rcloneStats{seen: true, bytesDone: m[1] + " " + m[2] + "B", bytesAll: m[3], bytesPercent: m[4]}
+			r.stats = rcloneStats{seen: true, bytesDone: m[1] + " " + m[2] + "B", bytesAll: m[3], bytesPercent: m[4], bytesRef: ref}
 			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
 				r.HasTransfer = true
 				r.TransferredBytes = v * rcloneUnits[m[2]]
@@ -287,7 +301,7 @@ func (r *rcloneRun) statsLine(line string) {
 			if err1 == nil && err2 == nil {
 				r.HasTransfer = true
 				r.TransferredFiles = float64(done)
-				r.stats.hasFiles, r.stats.files, r.stats.filesAll = true, done, all
+				r.stats.hasFiles, r.stats.files, r.stats.filesAll, r.stats.filesRef = true, done, all, ref
 			}
 		}
 	case strings.HasPrefix(line, "Errors:"):
@@ -299,10 +313,10 @@ func (r *rcloneRun) statsLine(line string) {
 			done, err1 := strconv.Atoi(m[1])
 			all, err2 := strconv.Atoi(m[2])
 			if err1 == nil && err2 == nil {
-				r.stats.hasChecks, r.stats.checks, r.stats.checksAll = true, done, all
+				r.stats.hasChecks, r.stats.checks, r.stats.checksAll, r.stats.checksRef = true, done, all, ref
 			}
 		}
 	case strings.HasPrefix(line, "Transferring:"), strings.HasPrefix(line, "Checking:"):
-		r.stats.inFlight = true
+		r.stats.inFlight, r.stats.inFlightRef = true, ref
 	}
 }

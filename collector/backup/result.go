@@ -37,6 +37,11 @@ type run struct {
 	StartRef, EndRef lineRef
 	// FirstError is the first of the run's Errors lines, quoted in Reason.
 	FirstError lineRef
+	// Evidence is the line that shows why a failed run failed when that
+	// is neither its first nor its last line: rclone's last statistics
+	// line of a run killed mid-copy ("Transferred: 0 / 6, 0%"), or the
+	// first error line. Shown by /backups and --backup.explain.
+	Evidence lineRef
 	// LastStep is the newest step counter of a step-log run, "2 of 5" for
 	// "[2/5]": the step a run without end line stopped in, for Reason.
 	LastStep string

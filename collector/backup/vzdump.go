@@ -273,11 +273,15 @@ func (a *vzdumpAttempt) evaluate(now time.Time, timeout time.Duration, u *unread
 const maxReason = 160
 
 // shorten cuts s to maxReason bytes at a rune boundary.
-func shorten(s string) string {
-	if len(s) <= maxReason {
+func shorten(s string) string { return cutAt(s, maxReason) }
+
+// cutAt cuts s to at most max bytes on a character boundary, marking the
+// cut with "…".
+func cutAt(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := maxReason
+	cut := max
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
