@@ -407,9 +407,10 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 
 	// --backup.explain as the same user: a job that would say ok (or
 	// running) on what it could read says "evidence unreadable" with the
-	// first path and its error, and the command fails, so that a config
-	// tried as the service user does not pass while its evidence is
-	// hidden. (It said ok, exit 0, before.)
+	// first path and its error (any path BackupEvidenceUnreadable counts:
+	// restore's is an old rotation, pve's the newest dump's log), and the
+	// command fails, so that a config tried as the service user does not
+	// pass while evidence is hidden. (It said ok, exit 0, before.)
 	cmd := exec.Command(testenv.ExporterBinary(t), "--backup.explain", "--backup.config-file="+cfg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: testenv.Nobody, Pdeathsig: syscall.SIGKILL}
 	code, stdout, stderr := runExplain(t, cmd)
@@ -418,7 +419,7 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 	}
 	for _, want := range []string{
 		"== restore (restore_log): evidence unreadable ==\n",
-		"  why:     1 path the verdict needs could not be read (first: " + restoreLog + ".1: ",
+		"  why:     1 path of this job could not be read (first: " + restoreLog + ".1: ",
 		"== pve (vzdump): evidence unreadable ==\n",
 		"(first: " + filepath.Join(dump, base+".log") + ": ",
 		// Already a bad verdict (its newest success is a day old, more
@@ -434,5 +435,17 @@ func TestEveryUnreadablePathIsCounted(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "permission denied") {
 		t.Errorf("--backup.explain as nobody does not say why a path is unreadable:\n%s", stdout)
+	}
+	// /backups of the exporter running as nobody says the same.
+	page, _ := fetch(t, e.URL+"/backups")
+	for _, want := range []string{
+		`<p class="summary">Evidence unreadable: pve, restore</p>`,
+		`<section class="job warn">
+        <h2>pve <small>(vzdump)</small> <span class="verdict">evidence unreadable</span></h2>`,
+		`<h2>readable <small>(file_glob)</small> <span class="verdict">ok</span></h2>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/backups as nobody lacks %q:\n%s", want, page)
+		}
 	}
 }

@@ -101,7 +101,7 @@ func run(args []string) int {
 		backupConfigCheck = app.Flag("backup.config-check",
 			"Validate the backup configuration file, then exit.").Default("false").Bool()
 		backupExplain = app.Flag("backup.explain",
-			"Scan every backup job of the configuration once, print each job's verdict with its evidence (what /backups shows), then exit: 1 when a job's newest run failed, its scan failed or evidence its verdict needs is unreadable.").Default("false").Bool()
+			"Scan every backup job of the configuration once, print each job's verdict with its evidence (what /backups shows), then exit: 1 when a job's newest run failed, its scan failed or a path of its evidence is unreadable.").Default("false").Bool()
 		backupScanInterval = durationFlag(app, "backup.scan-interval",
 			"Time between background scans of the backup jobs (scrapes never scan).", "5m")
 		backupScanConcurrency = app.Flag("backup.scan-concurrency",

@@ -181,18 +181,37 @@ func parseConfig(data []byte) (*Config, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // best effort: only to point at lines and name fields
+	at := jobLines(&root)
+	// Fields the decoder cannot read (an unknown field, a duration
+	// without unit) do not stop it: their jobs are left out of the
+	// validation below and every other job is still checked, so that one
+	// config-check run names all there is to fix.
+	var problems []string
+	undecoded := map[int]bool{}
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(err, data)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) || raw.Jobs == nil {
+			return nil, yamlError(err, data)
+		}
+		for _, e := range te.Errors {
+			problems = append(problems, retell(e, &root))
+			if i := at.jobAt(lineOf(e)); i >= 0 {
+				undecoded[i] = true
+			}
+		}
 	}
 	if raw.Jobs == nil {
 		return nil, errors.New("field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups")
 	}
 	cfg := &Config{Jobs: *raw.Jobs}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // decoded above: only to point at lines
-	if err := cfg.validate(jobLines(&root)); err != nil {
-		return nil, err
+	problems = append(problems, cfg.validate(at, undecoded)...)
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b string) int { return lineOf(a) - lineOf(b) })
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
+	cfg.linkCopies()
 	for i := range cfg.Jobs {
 		cfg.Jobs[i].setDefaults()
 	}
@@ -210,38 +229,51 @@ func (j *Job) setFields() map[string]bool {
 	}
 }
 
-// validate checks every job and reports every job's first problem, each
-// at the line of the field it is about (or of the job), so that one
-// config-check run names all there is to fix. at gives the lines.
-func (c *Config) validate(at lineFinder) error {
+// validate checks every job but those the decoder could not read
+// (undecoded: their problem is reported already) and returns each job's
+// first problem, at the line of the field it is about (or of the job).
+// at gives the lines.
+func (c *Config) validate(at lineFinder, undecoded map[int]bool) []string {
 	seen := map[string]bool{}
 	var problems []string
+	failed := map[string]bool{}
 	for i := range c.Jobs {
+		if undecoded[i] {
+			failed[c.Jobs[i].Name] = true
+			seen[c.Jobs[i].Name] = true
+			continue
+		}
 		if err := c.validateJob(i, seen, at); err != nil {
 			problems = append(problems, err.Error())
+			failed[c.Jobs[i].Name] = true
 		}
 	}
-	// After all jobs: copies may name a job further down the file.
-	for i := range c.Jobs {
+	// After all jobs: copies may name a job further down the file. A job
+	// with a problem already, or copying one, is not judged again: one
+	// problem a job.
+	for i, j := range c.Jobs {
+		if failed[j.Name] || failed[j.Copies] {
+			continue
+		}
 		if err := c.checkCopies(i, at); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
+	return problems
+}
+
+// jobLabel names job i in an error: its index and name.
+func jobLabel(i int, j Job) string {
+	if j.Name == "" {
+		return fmt.Sprintf("jobs[%d]", i)
 	}
-	c.linkCopies()
-	return nil
+	return fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
 }
 
 func (c *Config) validateJob(i int, seen map[string]bool, at lineFinder) error {
 	j := &c.Jobs[i]
 	bad := func(field, format string, args ...any) error {
-		where := fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
-		if j.Name == "" {
-			where = fmt.Sprintf("jobs[%d]", i)
-		}
-		return fmt.Errorf("line %d: %s: %s", at.line(i, field), where, fmt.Sprintf(format, args...))
+		return fmt.Errorf("line %d: %s: %s", at.line(i, field), jobLabel(i, *j), fmt.Sprintf(format, args...))
 	}
 	if j.Name == "" {
 		return bad("", "field name is required")
@@ -291,7 +323,7 @@ func (c *Config) checkCopies(i int, at lineFinder) error {
 	if j.Copies == "" {
 		return nil
 	}
-	where := fmt.Sprintf("line %d: jobs[%d] (%s): field copies", at.line(i, "copies"), i, j.Name)
+	where := fmt.Sprintf("line %d: %s: field copies", at.line(i, "copies"), jobLabel(i, j))
 	if j.Copies == j.Name {
 		return fmt.Errorf("%s: a job cannot copy itself; name the local job whose tree this one copies", where)
 	}
@@ -401,14 +433,11 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := model.ParseDuration(n.Value)
 	if err != nil {
-		return &valueError{n.Line, n.Column, durationError{err}}
+		return valueError(n, fmt.Sprintf("%v (a number and a unit: 26h, 8d, 5w, 90m)", err))
 	}
 	*d = Duration(v)
 	return nil
 }
-
-// durationError marks a duration that does not parse, for the hint.
-type durationError struct{ error }
 
 // Regexp is a regular expression field, compiled when the config is read.
 type Regexp struct {
@@ -419,7 +448,7 @@ type Regexp struct {
 func (r *Regexp) UnmarshalYAML(n *yaml.Node) error {
 	re, err := regexp.Compile(n.Value)
 	if err != nil {
-		return &valueError{n.Line, n.Column, err}
+		return valueError(n, err.Error())
 	}
 	r.Regexp = re
 	return nil

@@ -21,7 +21,9 @@ import (
 // fields that job accepts.
 var (
 	yamlUnknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type (.+)$`)
-	yamlCannot       = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(\w+)(?: ` + "`" + `(.*)` + "`" + `)? into (.+)$`)
+	// valueError's: a field value that does not parse.
+	yamlBadValue = regexp.MustCompile(`^line (\d+) column (\d+): (.*)$`)
+	yamlCannot   = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(\w+)(?: ` + "`" + `(.*)` + "`" + `)? into (.+)$`)
 )
 
 // yamlKinds names YAML node tags for an operator.
@@ -33,24 +35,11 @@ var yamlKinds = map[string]string{
 // yamlError retells a decoder error of data in YAML's words; other errors
 // pass unchanged.
 func yamlError(err error, data []byte) error {
-	var root yaml.Node
-	var ve *valueError
-	if errors.As(err, &ve) {
-		_ = yaml.Unmarshal(data, &root) // best effort: only to name the field
-		field, where := fieldAt(&root, ve.line, ve.column)
-		if field == "" {
-			return err
-		}
-		hint := ""
-		if _, isDuration := ve.err.(durationError); isDuration {
-			hint = " (a number and a unit: 26h, 8d, 5w, 90m)"
-		}
-		return fmt.Errorf("line %d: field %s of %s: %v%s", ve.line, field, where, ve.err, hint)
-	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
 	}
+	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root) // best effort: only to name the jobs
 	msgs := make([]string, 0, len(te.Errors))
 	for _, e := range te.Errors {
@@ -60,6 +49,14 @@ func yamlError(err error, data []byte) error {
 }
 
 func retell(e string, root *yaml.Node) string {
+	if m := yamlBadValue.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		column, _ := strconv.Atoi(m[2])
+		if field, where := fieldAt(root, line, column); field != "" {
+			return fmt.Sprintf("line %d: field %s of %s: %s", line, field, where, m[3])
+		}
+		return fmt.Sprintf("line %d: %s", line, m[3])
+	}
 	if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if strings.HasSuffix(m[3], "backup.Job") {
@@ -238,16 +235,40 @@ func (l lineFinder) line(i int, field string) int {
 	return l[i][""]
 }
 
-// valueError is a field value that does not parse (a duration without
-// its unit, a bad regular expression), at the value's line and column:
-// yamlError names the field and the job from them.
-type valueError struct {
-	line, column int
-	err          error
+// valueError reports a field value that does not parse (a duration
+// without its unit, a bad regular expression) as the decoder's own type
+// errors are reported: decoding goes on, so the other fields' and jobs'
+// problems are found in the same run. retell names the field and job
+// from the value's line and column.
+func valueError(n *yaml.Node, msg string) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: %s", n.Line, n.Column, msg)}}
 }
 
-func (e *valueError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
-func (e *valueError) Unwrap() error { return e.err }
+// lineOf is the line a problem starts with ("line 5: ..."), 0 if none.
+func lineOf(problem string) int {
+	rest, ok := strings.CutPrefix(problem, "line ")
+	if !ok {
+		return 0
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	n, _ := strconv.Atoi(rest[:end])
+	return n
+}
+
+// jobAt is the index of the job whose lines hold line, -1 before the
+// first.
+func (l lineFinder) jobAt(line int) int {
+	at := -1
+	for i, fields := range l {
+		if fields[""] <= line {
+			at = i
+		}
+	}
+	return at
+}
 
 // fieldAt names the key whose value starts at line and column, and the
 // job that holds it.

@@ -45,8 +45,10 @@ func TestPackagedConfigsCommentedJobsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg, err := LoadConfig("../../packaging/backup.yml"); err != nil || len(cfg.Jobs) != 0 {
-		t.Fatalf("packaging/backup.yml as shipped: %v, %d jobs; want valid and empty", err, len(cfg.Jobs))
+	if cfg, err := LoadConfig("../../packaging/backup.yml"); err != nil {
+		t.Fatalf("packaging/backup.yml as shipped: %v", err)
+	} else if len(cfg.Jobs) != 0 {
+		t.Fatalf("packaging/backup.yml as shipped has %d jobs, want none", len(cfg.Jobs))
 	}
 	var uncommented []string
 	in := false
@@ -109,9 +111,13 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 		"bad-copies-vzdump-field.yml": {"jobs[1] (pve)", "field copies", "not used by type vzdump"},
 		// Validation names every job's first problem, each at its line
 		// (it stopped at the first one, without a line, before).
-		"bad-several-problems.yml": {"line 8: jobs[0] (a): field glob is not used by type dated_dir (its fields: name, type, max_age, path,",
-			"; line 9: jobs[1] (b): field log_file is required for type rclone_log",
-			`; line 15: jobs[2] (c): field copies: "zz" is not the name of a job`},
+		// A value the decoder cannot read (d, e) does not hide the
+		// others; a job with two problems (a) gets its first.
+		"bad-several-problems.yml": {"line 9: jobs[0] (a): field glob is not used by type dated_dir (its fields: name, type, max_age, path,",
+			"; line 11: jobs[1] (b): field log_file is required for type rclone_log",
+			`; line 17: jobs[2] (c): field copies: "zz" is not the name of a job`,
+			`; line 22: field max_age of job "d": not a valid duration string: "26" (a number and a unit: 26h, 8d, 5w, 90m)`,
+			`; line 26: unknown field "maxage" in job "e" (known: name, type, max_age, glob, running_timeout)`},
 	}
 	files, err := filepath.Glob("testdata/*bad*.yml")
 	if err != nil || len(files) == 0 {
@@ -130,6 +136,9 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 			parts, ok := want[filepath.Base(f)]
 			if !ok {
 				t.Fatalf("no expectation for %s (error: %s)", f, msg)
+			}
+			if filepath.Base(f) == "bad-several-problems.yml" && strings.Count(msg, "line ") != len(parts) {
+				t.Errorf("%d problems named, want %d (one a job): %s", strings.Count(msg, "line "), len(parts), msg)
 			}
 			for _, p := range parts {
 				if !strings.Contains(msg, p) {

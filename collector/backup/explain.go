@@ -28,8 +28,11 @@ const (
 	VerdictNoScanYet     = "not scanned yet"
 	VerdictScanFailing   = "scan failing"
 	// VerdictPartlyRead: what could be read says ok (or running), but
-	// evidence the verdict needs could not be read (the service user
-	// without its capability, say), so "ok" would be a guess.
+	// some of the job's evidence could not be read (the service user
+	// without its capability, say): the paths BackupEvidenceUnreadable
+	// alerts on. An unreadable old rotation cannot change the verdict,
+	// an unreadable newest vzdump log can; either way the operator has
+	// permissions to fix, and "ok" alone would hide it.
 	VerdictPartlyRead = "evidence unreadable"
 )
 
@@ -219,6 +222,7 @@ func (c *Collector) offsiteColumn(rows []VMRow, local *jobResult, syncJobs []Job
 		r.SyncJobs = true
 		v, ok := vms[r.key]
 		var newest, oldest time.Time
+		var failed []string
 		for _, s := range syncJobs {
 			res := c.results[s.Name]
 			if res == nil || res.Data == nil {
@@ -226,7 +230,7 @@ func (c *Collector) offsiteColumn(rows []VMRow, local *jobResult, syncJobs []Job
 			}
 			r.Synced = true
 			if f := res.Data.LastFinished; f != nil && !f.Success {
-				r.SyncFailed = append(r.SyncFailed, display(s.Name))
+				failed = append(failed, display(s.Name))
 			}
 			if !ok {
 				continue
@@ -238,6 +242,11 @@ func (c *Collector) offsiteColumn(rows []VMRow, local *jobResult, syncJobs []Job
 			if !o.Pending.IsZero() && (oldest.IsZero() || o.Pending.Before(oldest)) {
 				oldest, r.OffsitePending, r.PendingJob = o.Pending, fmtTime(o.Pending, now, loc), display(s.Name)
 			}
+		}
+		// Why a copy waits, or none is offsite: not for a VM whose newest
+		// copy is offsite already, nor one with nothing to copy.
+		if ok && (r.OffsitePending != "" || r.Offsite == "") {
+			r.SyncFailed = failed
 		}
 	}
 }
@@ -300,7 +309,7 @@ func explainJob(j Job, res *jobResult, now time.Time, loc *time.Location) JobVie
 			paths = "paths"
 		}
 		jv.Verdict, jv.Class = VerdictPartlyRead, "warn"
-		jv.Why = fmt.Sprintf("%d %s the verdict needs could not be read (first: %s: %s), so it rests on part of the evidence; what could be read says: %s",
+		jv.Why = fmt.Sprintf("%d %s of this job could not be read (first: %s: %s), so the verdict may rest on part of its evidence and BackupEvidenceUnreadable fires; what could be read says: %s",
 			n, paths, jv.Unreadable[0].Path, jv.Unreadable[0].Err, jv.Why)
 	}
 	return jv

@@ -364,8 +364,7 @@ func TestReadmeExplainExample(t *testing.T) {
 	restore := run("succeeded", "2026-11-20 10:00:00", "2026-11-20 10:20:00", "",
 		ref(restoreLog, 13, "2026-11-20 10:00:00 - === KVM ホスト復元開始 ==="), ref(restoreLog, 18, "2026-11-20 10:20:00 - 復元完了。必要であれば再起動してください。"))
 	row := func(vm, copyAt string, missing []string, offsite, pending string) VMRow {
-		// s3-kvm's newest run failed: each row says so beside its offsite copy.
-		r := VMRow{Domain: vm, MissingDisks: missing, MissingCount: len(missing), SyncJobs: true, Synced: true, SyncFailed: []string{"s3-kvm"},
+		r := VMRow{Domain: vm, MissingDisks: missing, MissingCount: len(missing), SyncJobs: true, Synced: true,
 			RestoreTest: restore.End, RestoreJob: "restore-test"}
 		if copyAt != "" {
 			r.LastCopy = fmtTime(at(copyAt), now, loc)
@@ -374,7 +373,8 @@ func TestReadmeExplainExample(t *testing.T) {
 			r.Offsite, r.OffsiteJob = fmtTime(at(offsite), now, loc), "s3-kvm"
 		}
 		if pending != "" {
-			r.OffsitePending, r.PendingJob = fmtTime(at(pending), now, loc), "s3-kvm"
+			// s3-kvm's newest run failed: a waiting copy says so.
+			r.OffsitePending, r.PendingJob, r.SyncFailed = fmtTime(at(pending), now, loc), "s3-kvm", []string{"s3-kvm"}
 		}
 		return r
 	}
@@ -446,5 +446,13 @@ func TestLongErrorLineKeepsTheReasonShort(t *testing.T) {
 	if r := ex.Jobs[0].LastRun; r == nil || r.Evidence == nil || r.Evidence.Line != 2 || r.Evidence.File != logFile ||
 		r.Evidence.Text != long[:maxQuote]+"…" {
 		t.Errorf("the failed run's evidence %+v, want line 2 of %s, the error line's first %d bytes and …", r, logFile, maxQuote)
+	}
+	var page bytes.Buffer
+	if err := ex.WriteHTML(&page, "test"); err != nil {
+		t.Fatal(err)
+	}
+	want := `<div>Evidence: <div class="ref"><span class="file">` + logFile + `:2</span> <q>rsync: [sender] send_files failed to open &#34;xxx`
+	if !strings.Contains(page.String(), want) {
+		t.Errorf("/backups does not quote the evidence line (want %q)", want)
 	}
 }

@@ -192,10 +192,12 @@ func TestRcloneStatisticsDecide(t *testing.T) {
 		{"bytes short", "Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s\nElapsed time:         9.1s\n", "rclone stopped at 5.900 MiB of 6 MiB (98%, killed?)",
 			"Transferred:   \t    5.900 MiB / 6 MiB, 98%, 594.170 KiB/s, ETA 0s"},
 		{"no statistics", "", "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)", ""},
-		{"errors in the statistics", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nErrors:                 2 (retrying may help)\nTransferred:            2 / 2, 100%\n", "rclone's statistics count 2 errors", ""},
+		{"errors in the statistics", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nErrors:                 2 (retrying may help)\nTransferred:            2 / 2, 100%\n", "rclone's statistics count 2 errors", "Errors:                 2 (retrying may help)"},
+		{"a file still in flight", "Transferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nTransferred:            2 / 2, 100%\nTransferring:\n *                                            f3: 10% /1Mi, 1Ki/s, 9s\n",
+			"rclone stopped with transfers in progress (killed?)", " *                                            f3: 10% /1Mi, 1Ki/s, 9s"},
 		// The first ERROR line is quoted in the reason and as evidence.
 		{"an error line", "2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied\nTransferred:   \t          6 B / 6 B, 100%, 0 B/s, ETA -\nTransferred:            2 / 2, 100%\n",
-			"rclone logged 1 ERROR line, first: 2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied (line 3 of rclone.log)",
+			"rclone logged 1 ERROR line, first: b: Failed to copy: permission denied (line 3 of rclone.log)",
 			"2026/12/01 17:17:03 ERROR : b: Failed to copy: permission denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,7 +97,7 @@ type rcloneStats struct {
 	checks, checksAll   int
 	inFlight            bool // a Transferring: or Checking: list follows
 	// The lines each figure came from, the evidence of an unfinished one.
-	bytesRef, filesRef, checksRef, inFlightRef lineRef
+	bytesRef, filesRef, checksRef, inFlightRef, errorsRef lineRef
 }
 
 // incomplete says, in an operator's words, what the block shows unfinished,
@@ -150,11 +150,18 @@ func (r *rcloneRun) verdict() {
 	case r.Errors > 0:
 		r.Reason = fmt.Sprintf("rclone logged %d ERROR %s", r.Errors, plural(r.Errors, "line", "lines"))
 		if f := r.FirstError; f.Line > 0 {
-			r.Reason += fmt.Sprintf(", first: %s (line %d of %s)", shorten(strings.TrimSpace(f.Text)), f.Line, filepath.Base(f.File))
+			// The message without rclone's time and level: the same
+			// error on another night gives the same reason.
+			msg := f.Text
+			if m := matchRcloneLine(f.Text); m != nil {
+				msg = m[3]
+			}
+			r.Reason += fmt.Sprintf(", first: %s (line %d of %s)", shorten(strings.TrimSpace(msg)), f.Line, filepath.Base(f.File))
 			r.Evidence = f
 		}
 	case r.statsErrors > 0:
 		r.Reason = fmt.Sprintf("rclone's statistics count %d %s", r.statsErrors, plural(r.statsErrors, "error", "errors"))
+		r.Evidence = r.stats.errorsRef
 	default:
 		r.Reason, r.Evidence = r.stats.incomplete()
 	}
@@ -307,6 +314,7 @@ func (r *rcloneRun) statsLine(line string, ref lineRef) {
 	case strings.HasPrefix(line, "Errors:"):
 		if m := rcloneErrors.FindStringSubmatch(line); m != nil {
 			r.statsErrors, _ = strconv.Atoi(m[1])
+			r.stats.errorsRef = ref
 		}
 	case strings.HasPrefix(line, "Checks:"):
 		if m := rcloneChecks.FindStringSubmatch(line); m != nil {
@@ -318,5 +326,8 @@ func (r *rcloneRun) statsLine(line string, ref lineRef) {
 		}
 	case strings.HasPrefix(line, "Transferring:"), strings.HasPrefix(line, "Checking:"):
 		r.stats.inFlight, r.stats.inFlightRef = true, ref
+	case strings.HasPrefix(line, " *") && r.stats.inFlight && !strings.HasPrefix(r.stats.inFlightRef.Text, " *"):
+		// The first file in flight says more than the list's heading.
+		r.stats.inFlightRef = ref
 	}
 }
