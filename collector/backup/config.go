@@ -431,6 +431,9 @@ type Duration time.Duration
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return valueError(n, "want a duration such as 26h or 8d, found "+yamlNodeKinds[n.Kind])
+	}
 	v, err := model.ParseDuration(n.Value)
 	if err != nil {
 		return valueError(n, fmt.Sprintf("%v (a number and a unit: 26h, 8d, 5w, 90m)", err))
@@ -446,6 +449,9 @@ type Regexp struct {
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (r *Regexp) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return valueError(n, "want a regular expression (a string), found "+yamlNodeKinds[n.Kind])
+	}
 	re, err := regexp.Compile(n.Value)
 	if err != nil {
 		return valueError(n, err.Error())

@@ -26,6 +26,11 @@ var (
 	yamlCannot   = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(\w+)(?: ` + "`" + `(.*)` + "`" + `)? into (.+)$`)
 )
 
+// yamlNodeKinds names what a YAML node is, for an operator.
+var yamlNodeKinds = map[yaml.Kind]string{
+	yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping", yaml.AliasNode: "an alias", yaml.DocumentNode: "a document",
+}
+
 // yamlKinds names YAML node tags for an operator.
 var yamlKinds = map[string]string{
 	"str": "a string", "int": "a number", "float": "a number", "bool": "true or false",

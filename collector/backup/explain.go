@@ -469,8 +469,9 @@ func age(d time.Duration) string {
 // display makes a name read from disk safe to show: bytes that are not
 // UTF-8 become \xNN (as in the metrics' label values) and control
 // characters (a newline or an escape sequence in a file name) become
-// \uNNNN, so neither a terminal nor a page is garbled by them. HTML in a
-// name is left to the page's template, which escapes it.
+// \uNNNN, so neither a terminal nor a page is garbled by them; a tab
+// (rclone's statistics lines have one) is a space. HTML in a name is left
+// to the page's template, which escapes it.
 func display(s string) string {
 	s = labelSafe(s)
 	if !strings.ContainsFunc(s, unicode.IsControl) {
@@ -478,6 +479,10 @@ func display(s string) string {
 	}
 	var b strings.Builder
 	for _, r := range s {
+		if r == '\t' {
+			b.WriteByte(' ')
+			continue
+		}
 		if unicode.IsControl(r) {
 			fmt.Fprintf(&b, `\u%04x`, r)
 			continue

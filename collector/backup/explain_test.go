@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
@@ -397,7 +398,7 @@ func TestReadmeExplainExample(t *testing.T) {
 		Why: "the newest finished run failed: " + stopped, Sets: 5,
 		LastRun: withEvidence(run("failed", "2026-12-01 03:00:00", "2026-12-01 03:04:31", stopped,
 			ref(rcloneLog, 212, "2026/12/01 03:00:00 INFO  : 2026-12-01/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 240, "Backup completed at Tue Dec  1 03:04:31 UTC 2026")),
-			ref(rcloneLog, 236, "Transferred:            3 / 6, 50%")),
+			ref(rcloneLog, 235, "Transferred:        2.914 GiB / 6.010 GiB, 48%, 10.312 MiB/s, ETA 5m0s")),
 		LastSuccess: run("succeeded", "2026-11-30 03:00:00", "2026-11-30 03:12:09", "",
 			ref(rcloneLog, 170, "2026/11/30 03:00:00 INFO  : 2026-11-30/images/web1.qcow2: Copied (new)"), ref(rcloneLog, 211, "Backup completed at Mon Nov 30 03:12:09 UTC 2026")),
 	}}}
@@ -454,5 +455,26 @@ func TestLongErrorLineKeepsTheReasonShort(t *testing.T) {
 	want := `<div>Evidence: <div class="ref"><span class="file">` + logFile + `:2</span> <q>rsync: [sender] send_files failed to open &#34;xxx`
 	if !strings.Contains(page.String(), want) {
 		t.Errorf("/backups does not quote the evidence line (want %q)", want)
+	}
+}
+
+// What the page and --backup.explain show of text read from disk: a tab
+// (in every rclone statistics line) as a space, other control characters
+// and bytes that are not UTF-8 escaped, and a long line cut at a
+// character with "…".
+func TestDisplayOfLogText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Transferred:   \t    1.664 MiB / 6 MiB, 28%", "Transferred:        1.664 MiB / 6 MiB, 28%"},
+		{"a\x1b[31mred\nb", `a\u001b[31mred\u000ab`},
+		{"caf\xe9", `caf\xe9`},
+		{"バックアップ", "バックアップ"},
+	} {
+		if got := display(tc.in); got != tc.want {
+			t.Errorf("display(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	long := strings.Repeat("あ", maxQuote) // 3 bytes each: the cut falls inside one
+	if got := refView(lineRef{File: "f", Line: 1, Text: long}).Text; !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > maxQuote+len("…") {
+		t.Errorf("a long line of 3-byte characters is quoted as %d bytes (valid UTF-8: %v), want at most %d and …", len(got), utf8.ValidString(got), maxQuote)
 	}
 }

@@ -109,7 +109,9 @@ func (s rcloneStats) incomplete() (reason string, evidence lineRef) {
 	case !s.seen:
 		return "no rclone statistics (rclone was killed before its first, or runs with --stats 0 or a log level above INFO)", lineRef{}
 	case s.hasFiles && s.files < s.filesAll:
-		return fmt.Sprintf("rclone stopped at %d of %d transfers (killed?)", s.files, s.filesAll), s.filesRef
+		// The block's bytes line quoted: how far the copy got (26 of 36
+		// files may be 8 % of the bytes).
+		return fmt.Sprintf("rclone stopped at %d of %d transfers (killed?)", s.files, s.filesAll), s.bytesRef
 	case s.hasChecks && s.checks < s.checksAll:
 		return fmt.Sprintf("rclone stopped at %d of %d checks (killed?)", s.checks, s.checksAll), s.checksRef
 	case !percentComplete(s.bytesPercent):
@@ -135,6 +137,7 @@ type rcloneRun struct {
 	run
 	statsErrors int
 	stats       rcloneStats
+	lastLine    lineRef // rclone's newest log line
 	seen        bool
 }
 
@@ -164,6 +167,9 @@ func (r *rcloneRun) verdict() {
 		r.Evidence = r.stats.errorsRef
 	default:
 		r.Reason, r.Evidence = r.stats.incomplete()
+		if !r.stats.seen {
+			r.Evidence = r.lastLine // what rclone wrote before it stopped
+		}
 	}
 	r.Success = r.Reason == ""
 }
@@ -242,6 +248,7 @@ func parseRcloneLog(j Job, f *appendedLog, now time.Time, loc *time.Location) (*
 					cur.StartRef = ref
 				}
 				cur.End = t
+				cur.lastLine = ref
 				switch m[2] {
 				case "ERROR", "CRITICAL", "ALERT", "EMERGENCY":
 					cur.error(ref)
