@@ -190,12 +190,12 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 		all7d1h.last("vmhost-vm-1h.rules", 1, "s"))
 	fleet.add(fmt.Sprintf("vmalert: one evaluation of vmhost-host-7d.rules and vmhost-host-1h.rules, %d hosts", hosts),
 		all7d1h.last("vmhost-host-7d.rules", 1000, "ms")+", "+all7d1h.last("vmhost-host-1h.rules", 1000, "ms"))
-	fleet.add("vmalert: CPU time of victoria-metrics and vmalert per 30 s round of all groups (the hourly ones included)",
+	fleet.add("vmalert: CPU time of victoria-metrics and vmalert per evaluation of vmhost-vm-7d.rules, all groups every 30 s (the others' evaluations meanwhile included)",
 		strconv.FormatFloat(all7d1h.cpuPerRound, 'f', 2, 64)+" s")
 	fleet.add("vmalert: iterations missed by all groups (an evaluation longer than its interval)", strconv.FormatFloat(all7d1h.missed, 'f', 0, 64))
-	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone, %d VMs: one evaluation of vmhost-vm-7d.rules, vmhost-host-7d.rules, vmhost-daynight-7d.rules", vms),
+	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone every 30 s, %d VMs: one evaluation of vmhost-vm-7d.rules, vmhost-host-7d.rules, vmhost-daynight-7d.rules", vms),
 		alone.last("vmhost-vm-7d.rules", 1, "s")+"; "+alone.last("vmhost-host-7d.rules", 1000, "ms")+"; "+alone.last("vmhost-daynight-7d.rules", 1000, "ms"))
-	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone, %d VMs: CPU time of victoria-metrics and vmalert per round (10 %% of the groups' 4-minute interval: 24 s)", vms),
+	fleet.add(fmt.Sprintf("vmalert: the 7-day groups alone every 30 s, %d VMs: CPU time of victoria-metrics and vmalert per evaluation of vmhost-vm-7d.rules (the other two groups' evaluations meanwhile included)", vms),
 		strconv.FormatFloat(alone.cpuPerRound, 'f', 2, 64)+" s")
 	fleet.add("vmalert: the 7-day groups alone: iterations missed", strconv.FormatFloat(alone.missed, 'f', 0, 64))
 	fleet.add(fmt.Sprintf("vmalert: input imported for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
