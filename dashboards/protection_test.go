@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -184,22 +183,9 @@ func protectionKey(m map[string]string) string {
 // queryAt runs an instant query at the given time, so that time() in
 // the queries is a known number.
 func queryAt(ctx context.Context, api testenv.QueryAPI, q string, at time.Time) (map[string]float64, error) {
-	u := api.URL + "/api/v1/query?query=" + url.QueryEscape(q) + "&time=" + strconv.FormatInt(at.Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	r, err := api.QueryAt(ctx, q, at)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var r testenv.QueryResult
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, fmt.Errorf("decoding answer to %q: %w", q, err)
-	}
-	if r.Status != "success" {
-		return nil, fmt.Errorf("query %q: %s", q, r.Error)
 	}
 	got := map[string]float64{}
 	for _, s := range r.Data.Result {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -54,9 +55,19 @@ type QueryResult struct {
 	} `json:"data"`
 }
 
-// Query runs an instant query.
+// Query runs an instant query now.
 func (p QueryAPI) Query(ctx context.Context, q string) (*QueryResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/api/v1/query?query="+url.QueryEscape(q), nil)
+	return p.QueryAt(ctx, q, time.Time{})
+}
+
+// QueryAt runs an instant query at the given time (now when zero), so
+// that time() in a query is a known number.
+func (p QueryAPI) QueryAt(ctx context.Context, q string, at time.Time) (*QueryResult, error) {
+	u := p.URL + "/api/v1/query?query=" + url.QueryEscape(q)
+	if !at.IsZero() {
+		u += "&time=" + strconv.FormatInt(at.Unix(), 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
