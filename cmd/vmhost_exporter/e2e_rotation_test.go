@@ -200,6 +200,25 @@ func TestKilledAndRotatedBackupsAsTheService(t *testing.T) {
 	first.Signal(os.Kill)
 	second := testenv.StartExporterAsService(t, flags...) // the restart
 	check("after a restart", second)
+	// /backups, as the service reads the log: why the run failed, and the
+	// line that shows it, the bytes line of rclone's last statistics
+	// before the wrapper's end line (how far the copy got).
+	logLines := strings.Split(testenv.ReadFile(t, rcloneLog), "\n")
+	lastStats := 0
+	for i, l := range logLines {
+		if strings.HasPrefix(l, "Transferred:") && strings.Contains(l, "B / ") {
+			lastStats = i + 1
+		}
+	}
+	page, _ := fetch(t, second.URL+"/backups")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`<div class="reason">Why it failed: rclone stopped at [0-5] of 6 transfers \(killed\?\)</div>`),
+		regexp.MustCompile(`<div>Evidence: <div class="ref"><span class="file">` + regexp.QuoteMeta(rcloneLog) + `:` + strconv.Itoa(lastStats) + `</span> <q>Transferred: +[0-9.]+ [KMG]?i?B / 6 MiB, `),
+	} {
+		if !want.MatchString(page) {
+			t.Errorf("/backups of the service lacks %s:\n%s", want, page)
+		}
+	}
 
 	rules, _ := filepath.Abs("../../rules")
 	prom := testenv.StartPrometheus(t, `global:
