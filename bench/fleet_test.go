@@ -247,24 +247,7 @@ rule_files:
   - `+rules+`/*.yml
 `, "--storage.tsdb.retention.time=30d", "--storage.tsdb.min-block-duration=1d", "--storage.tsdb.max-block-duration=1d")
 	groups := []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-1h.rules", "vmhost-host-1h.rules"}
-	durations := map[string]float64{}
-	testenv.Eventually(t, 20*time.Minute, "two evaluations of the 7-day and hourly groups", func() (bool, string) {
-		mf := testenv.Scrape(t, p.URL+"/metrics")
-		done := 0
-		for _, g := range groups {
-			for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
-				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) && m.GetCounter().GetValue() >= 2 {
-					done++
-				}
-			}
-			for _, m := range mf["prometheus_rule_group_last_duration_seconds"].GetMetric() {
-				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) {
-					durations[g] = m.GetGauge().GetValue()
-				}
-			}
-		}
-		return done == len(groups), fmt.Sprint(durations)
-	})
+	durations := twoEvaluations(t, p, "the 7-day and hourly groups", groups)
 	// Prometheus' CPU time per 30 s round of all groups (the hourly ones
 	// included), over two rounds after the first two.
 	cpuAndRounds := func() (float64, float64) {
@@ -324,24 +307,7 @@ rule_files:
 rule_files:
   - `+alone+`/*.yml
 `, "--storage.tsdb.retention.time=30d", "--storage.tsdb.min-block-duration=1d", "--storage.tsdb.max-block-duration=1d")
-		alone7d := map[string]float64{}
-		testenv.Eventually(t, 20*time.Minute, "two evaluations of the 7-day groups alone", func() (bool, string) {
-			mf := testenv.Scrape(t, p.URL+"/metrics")
-			done := 0
-			for _, g := range sevenDay {
-				for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
-					if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) && m.GetCounter().GetValue() >= 2 {
-						done++
-					}
-				}
-				for _, m := range mf["prometheus_rule_group_last_duration_seconds"].GetMetric() {
-					if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) {
-						alone7d[g] = m.GetGauge().GetValue()
-					}
-				}
-			}
-			return done == len(sevenDay), fmt.Sprint(alone7d)
-		})
+		alone7d := twoEvaluations(t, p, "the 7-day groups alone", sevenDay)
 		cpu0, rounds0 = cpuAndRounds()
 		testenv.Eventually(t, 20*time.Minute, "two more rounds of the 7-day groups", func() (bool, string) {
 			cpu1, rounds1 = cpuAndRounds()
@@ -377,6 +343,31 @@ rule_files:
 // promRoundLabel names the Prometheus CPU figure per round honestly: a
 // round is a scheduled 30 s tick, missed ones included.
 const promRoundLabel = "Prometheus' CPU time per scheduled 30 s round (missed rounds included: about 30 s when the one core is saturated)"
+
+// twoEvaluations waits until Prometheus has run each of the groups
+// twice and returns each group's last evaluation time (wall).
+func twoEvaluations(t *testing.T, p *testenv.Prometheus, what string, groups []string) map[string]float64 {
+	t.Helper()
+	durations := map[string]float64{}
+	testenv.Eventually(t, 20*time.Minute, "two evaluations of "+what, func() (bool, string) {
+		mf := testenv.Scrape(t, p.URL+"/metrics")
+		done := 0
+		for _, g := range groups {
+			for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
+				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) && m.GetCounter().GetValue() >= 2 {
+					done++
+				}
+			}
+			for _, m := range mf["prometheus_rule_group_last_duration_seconds"].GetMetric() {
+				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) {
+					durations[g] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return done == len(groups), fmt.Sprint(durations)
+	})
+	return durations
+}
 
 // hourlyGroupsEvery30s copies the shipped rules into a directory named
 // name, the hourly groups (interval: 1h) and the 7-day ones (interval:
