@@ -150,22 +150,27 @@ func fleetSeries(hosts, perHost int) []inputSeries {
 	return all
 }
 
-// benchSevenDayRules writes the 7-day groups' input for hosts × perHost
+// benchSevenDayRules writes the 7-day figures' input for hosts × perHost
 // VMs as TSDB blocks (one a day): the recorded series at the example
 // configuration's 30 s evaluation interval and, once an hour, their hourly
 // summaries computed from them as the hourly groups would. With exact, the
 // 30 s series cover the 7 days and the bench also compares each 7-day
 // figure with the exact one on the same data; without, they cover only the
-// last hour (all the hourly groups read), so 50,000 VMs fit on a small
-// machine, and the hourly summaries before it come from the same cycle.
-// It starts Debian's Prometheus on them with the shipped rules, the hourly
-// groups evaluated every 30 s instead of every hour so that their cost is
-// measured too, and reports how long one evaluation of each group takes.
+// last 70 minutes (all the hourly groups read), so 50,000 VMs fit on a
+// small machine, and the hourly summaries before them come from the same
+// cycle. It starts Debian's Prometheus on them, on one core, with the
+// shipped groups that have an interval of their own, as they run in a
+// ruler: first the hourly groups alone (the hour's summaries, then the
+// 7-day figures from them), then the 4-minute groups alone (the 7-day
+// figures readable at any instant), and reports each one's CPU time per
+// evaluation against its shipped interval.
 func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact bool) {
 	const step = 30 * time.Second
 	dir := filepath.Join(testenv.SharedTempDir(t), fmt.Sprintf("tsdb-%d", hosts*perHost))
-	end := time.Now().Truncate(time.Hour)
-	begin := end.Add(-7*24*time.Hour - time.Hour)
+	// The 30 s input ends now, so that the hourly groups' summaries read a
+	// whole hour of it while the bench runs (a few minutes less at its end).
+	end := time.Now().Truncate(step)
+	begin := end.Truncate(time.Hour).Add(-7*24*time.Hour - time.Hour)
 	fullFrom := begin
 	if !exact {
 		fullFrom = end.Add(-time.Hour - 10*time.Minute)
@@ -234,192 +239,116 @@ func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact b
 		}
 	}
 	written := time.Since(start)
+	vms := hosts * perHost
+	defer func() { t.Log("\n" + fleet.markdown()) }() // the rows so far, should a later part fail
 
-	rules := hourlyGroupsEvery30s(t, fmt.Sprintf("rules-%d", hosts*perHost))
 	// One core, as the issue's target reads ("on one core of Prometheus"):
-	// GOMAXPROCS is inherited by the server; its CPU time per round below
-	// is the cost whatever else shares the machine.
+	// GOMAXPROCS is inherited by the server; its CPU time is the cost
+	// whatever else shares the machine.
 	t.Setenv("GOMAXPROCS", "1")
-	p := testenv.StartPrometheusOn(t, dir, `global:
+	run := func(name string, intervals map[string]string, withoutSummaries bool) (*testenv.Prometheus, []string) {
+		rules, groups := benchRules(t, fmt.Sprintf("%s-%d", name, vms), intervals, withoutSummaries)
+		p := testenv.StartPrometheusOn(t, dir, `global:
   scrape_interval: 30s
   evaluation_interval: 30s
 rule_files:
   - `+rules+`/*.yml
 `, "--storage.tsdb.retention.time=30d", "--storage.tsdb.min-block-duration=1d", "--storage.tsdb.max-block-duration=1d")
-	groups := []string{"vmhost-vm-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-1h.rules", "vmhost-host-1h.rules"}
-	durations := twoEvaluations(t, p, "the 7-day and hourly groups", groups)
-	// Prometheus' CPU time per 30 s round of all groups (the hourly ones
-	// included), over two rounds after the first two.
-	cpuAndRounds := func() (float64, float64) {
-		mf := testenv.Scrape(t, p.URL+"/metrics")
 		// Debian 12's Prometheus has no go_gomaxprocs: its environment says.
 		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.Cmd.Process.Pid))
 		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=1") {
 			t.Fatalf("Prometheus runs without GOMAXPROCS=1: %v", err)
 		}
-		rounds := 0.0
-		for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
-			if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";vmhost-vm-7d.rules") {
-				rounds = m.GetCounter().GetValue()
-			}
-		}
-		return mf["process_cpu_seconds_total"].GetMetric()[0].GetCounter().GetValue(), rounds
+		return p, groups
 	}
-	cpu0, rounds0 := cpuAndRounds()
-	var cpu1, rounds1 float64
-	testenv.Eventually(t, 20*time.Minute, "two more rounds of the rule groups", func() (bool, string) {
-		cpu1, rounds1 = cpuAndRounds()
-		return rounds1 >= rounds0+2, fmt.Sprintf("%g rounds", rounds1)
-	})
-	cpuPerRound := (cpu1 - cpu0) / (rounds1 - rounds0)
-	// The answer must rest on the data: one recommendation per VM.
-	vms := hosts * perHost
-	r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)")
-	if err != nil || len(r.Data.Result) == 0 || r.Data.Result[0].Value[1] != strconv.Itoa(vms) {
-		t.Fatalf("want %d recommendations from the 7-day data: %v %+v", vms, err, r)
-	}
-	fleet.add(fmt.Sprintf("one evaluation of vmhost-vm-7d.rules, %d VMs × 7 days of hourly summaries (%d recommendations)", vms, vms),
-		strconv.FormatFloat(durations["vmhost-vm-7d.rules"], 'f', 2, 64)+" s")
-	fleet.add(fmt.Sprintf("one evaluation of vmhost-vm-1h.rules (once an hour), %d VMs × 1 hour at 30 s", vms),
-		strconv.FormatFloat(durations["vmhost-vm-1h.rules"], 'f', 2, 64)+" s")
-	fleet.add(fmt.Sprintf("one evaluation of vmhost-host-7d.rules and vmhost-host-1h.rules, %d hosts", hosts),
-		strconv.FormatFloat(durations["vmhost-host-7d.rules"]*1000, 'f', 1, 64)+" ms, "+strconv.FormatFloat(durations["vmhost-host-1h.rules"]*1000, 'f', 1, 64)+" ms")
-	// A round is a scheduled tick of vmhost-vm-7d.rules:
-	// prometheus_rule_group_iterations_total counts the missed ones too,
-	// so on a saturated core this is about 30 s whatever one evaluation
-	// costs (docs/fleet.md).
-	fleet.add(promRoundLabel+" of all groups (the hourly ones included)",
-		strconv.FormatFloat(cpuPerRound, 'f', 2, 64)+" s")
-	fleet.add(fmt.Sprintf("input written for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
-	defer func() { t.Log("\n" + fleet.markdown()) }() // the rows so far, should a later part fail
-	if !exact {
-		// The 7-day groups alone on the one core (sevenDayGroupsOnly).
+	stop := func(p *testenv.Prometheus) {
 		p.Signal(syscall.SIGTERM)
 		select {
 		case <-p.Exited():
 		case <-time.After(2 * time.Minute):
 			t.Fatal("Prometheus did not stop")
 		}
-		alone, sevenDay := sevenDayGroupsOnly(t, fmt.Sprintf("rules-7d-%d", hosts*perHost))
-		p = testenv.StartPrometheusOn(t, dir, `global:
-  scrape_interval: 30s
-  evaluation_interval: 30s
-rule_files:
-  - `+alone+`/*.yml
-`, "--storage.tsdb.retention.time=30d", "--storage.tsdb.min-block-duration=1d", "--storage.tsdb.max-block-duration=1d")
-		alone7d := twoEvaluations(t, p, "the 7-day groups alone", sevenDay)
-		cpu0, rounds0 = cpuAndRounds()
-		testenv.Eventually(t, 20*time.Minute, "two more rounds of the 7-day groups", func() (bool, string) {
-			cpu1, rounds1 = cpuAndRounds()
-			return rounds1 >= rounds0+2, fmt.Sprintf("%g rounds", rounds1)
+	}
+	recommendations := func(p *testenv.Prometheus) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Minute, "one recommendation per VM", func() (bool, string) {
+			r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)")
+			if err != nil || len(r.Data.Result) == 0 {
+				return false, fmt.Sprint(err)
+			}
+			return r.Data.Result[0].Value[1] == strconv.Itoa(vms), fmt.Sprint(r.Data.Result[0].Value[1])
 		})
-		if r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)"); err != nil || len(r.Data.Result) == 0 || r.Data.Result[0].Value[1] != strconv.Itoa(vms) {
-			t.Fatalf("want %d recommendations from the 7-day groups alone: %v %+v", vms, err, r)
-		}
-		fleet.add(fmt.Sprintf("the 7-day groups alone every 30 s (GOMAXPROCS=1), %d VMs: one evaluation of vmhost-vm-7d.rules, vmhost-host-7d.rules, vmhost-daynight-7d.rules", vms),
-			fmt.Sprintf("%.2f s, %.1f ms, %.1f ms", alone7d["vmhost-vm-7d.rules"], alone7d["vmhost-host-7d.rules"]*1000, alone7d["vmhost-daynight-7d.rules"]*1000))
-		fleet.add(fmt.Sprintf("the 7-day groups alone every 30 s (GOMAXPROCS=1), %d VMs: %s", vms, promRoundLabel),
-			strconv.FormatFloat((cpu1-cpu0)/(rounds1-rounds0), 'f', 2, 64)+" s")
-		return
 	}
-	// Each 7-day figure against the exact one on the same 30 s data.
-	for _, c := range []struct{ what, approx, exact string }{
-		{"p95 of VM CPU utilisation", "domain:libvirt_vm_cpu_utilisation:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_utilisation_running:rate5m[7d])"},
-		{"p95 of VM cores used", "domain:libvirt_vm_cpu_cores_used:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_cores_used_running:rate5m[7d])"},
-		{"max of VM memory used", "domain:libvirt_vm_memory_used:max_7d", "max_over_time(domain:libvirt_vm_memory_used_running:bytes[7d])"},
-		{"share of 7 days running", "domain:libvirt_vm_running:ratio_7d", "avg_over_time(domain:libvirt_vm_running:bool[7d])"},
-		{"p95 of host CPU utilisation", "instance:node_cpu_utilisation:p95_7d", "quantile_over_time(0.95, instance:node_cpu_utilisation:rate5m[7d])"},
-	} {
-		q := fmt.Sprintf("max(abs(%s - %s) / abs(%s))", c.approx, c.exact, c.exact)
-		r, err := p.Query(context.Background(), q)
-		if err != nil || len(r.Data.Result) == 0 {
-			t.Fatalf("%s: %v %+v", q, err, r)
+
+	if exact {
+		// Each 7-day figure against the exact one on the same 30 s data,
+		// from the 168 summaries the bench wrote: the hourly groups'
+		// summaries left out, as an evaluation of theirs now would add a
+		// 169th point.
+		p, _ := run("rules-errors", map[string]string{"1h": "30s", "4m": "30s"}, true)
+		recommendations(p)
+		for _, c := range []struct{ what, approx, exact string }{
+			{"p95 of VM CPU utilisation", "domain:libvirt_vm_cpu_utilisation:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_utilisation_running:rate5m[7d])"},
+			{"p95 of VM cores used", "domain:libvirt_vm_cpu_cores_used:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_cores_used_running:rate5m[7d])"},
+			{"max of VM memory used", "domain:libvirt_vm_memory_used:max_7d", "max_over_time(domain:libvirt_vm_memory_used_running:bytes[7d])"},
+			{"share of 7 days running", "domain:libvirt_vm_running:ratio_7d", "avg_over_time(domain:libvirt_vm_running:bool[7d])"},
+			{"p95 of host CPU utilisation", "instance:node_cpu_utilisation:p95_7d", "quantile_over_time(0.95, instance:node_cpu_utilisation:rate5m[7d])"},
+		} {
+			q := fmt.Sprintf("max(abs(%s - %s) / abs(%s))", c.approx, c.exact, c.exact)
+			var r *testenv.QueryResult
+			testenv.Eventually(t, 5*time.Minute, "the 7-day figure "+c.approx, func() (bool, string) {
+				var err error
+				r, err = p.Query(context.Background(), q)
+				return err == nil && len(r.Data.Result) > 0, fmt.Sprint(err)
+			})
+			rel, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+			fleet.add("largest error of "+c.what+" (7 days from hourly summaries against the exact figure)", strconv.FormatFloat(rel*100, 'f', 2, 64)+" %")
 		}
-		rel, _ := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
-		fleet.add("largest error of "+c.what+" (7 days from hourly summaries against the exact figure)", strconv.FormatFloat(rel*100, 'f', 2, 64)+" %")
+		stop(p)
 	}
+
+	// The hourly groups every 3 minutes at 50,000 VMs (an evaluation
+	// takes over a minute there), every 30 s for a small fleet: the CPU
+	// time of an evaluation does not depend on the interval.
+	hourlyEvery := "30s"
+	if vms >= 10000 {
+		hourlyEvery = "3m"
+	}
+	p, groups := run("rules-1h", map[string]string{"1h": hourlyEvery}, false)
+	hourly := measureCycle(t, prometheusCost(t, p), groups, hourlyEvery)
+	stop(p)
+	p, groups = run("rules-4m", map[string]string{"4m": "30s"}, false)
+	carried := measureCycle(t, prometheusCost(t, p), groups, "30s")
+	recommendations(p)
+
+	addCycleRows(fleet, "Prometheus", "Prometheus' CPU time", "last", vms, hourly, carried)
+	fleet.add(fmt.Sprintf("input written for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
 }
 
-// promRoundLabel names the Prometheus CPU figure per round honestly: a
-// round is a scheduled 30 s tick, missed ones included.
-const promRoundLabel = "Prometheus' CPU time per scheduled 30 s round (missed rounds included: about 30 s when the one core is saturated)"
+// groups1h and groups4m are the shipped groups with an interval of their
+// own, by interval; benchRules checks the rule files still hold them.
+var (
+	groups1h = []string{"vmhost-daynight-1h.rules", "vmhost-host-1h.rules", "vmhost-vm-1h.rules"}
+	groups4m = []string{"vmhost-daynight-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-7d.rules"}
+)
 
-// twoEvaluations waits until Prometheus has run each of the groups
-// twice and returns each group's last evaluation time (wall).
-func twoEvaluations(t *testing.T, p *testenv.Prometheus, what string, groups []string) map[string]float64 {
-	t.Helper()
-	durations := map[string]float64{}
-	testenv.Eventually(t, 20*time.Minute, "two evaluations of "+what, func() (bool, string) {
-		mf := testenv.Scrape(t, p.URL+"/metrics")
-		done := 0
-		for _, g := range groups {
-			for _, m := range mf["prometheus_rule_group_iterations_total"].GetMetric() {
-				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) && m.GetCounter().GetValue() >= 2 {
-					done++
-				}
-			}
-			for _, m := range mf["prometheus_rule_group_last_duration_seconds"].GetMetric() {
-				if strings.HasSuffix(labelOf(m.GetLabel(), "rule_group"), ";"+g) {
-					durations[g] = m.GetGauge().GetValue()
-				}
-			}
-		}
-		return done == len(groups), fmt.Sprint(durations)
-	})
-	return durations
-}
-
-// hourlyGroupsEvery30s copies the shipped rules into a directory named
-// name, the hourly groups (interval: 1h) and the 7-day ones (interval:
-// 4m) evaluated every 30 s, so that a bench sees each group's cost within
-// minutes.
-func hourlyGroupsEvery30s(t *testing.T, name string) string {
-	return rulesWithIntervals(t, name, "30s", "30s")
-}
-
-// rulesWithIntervals copies the shipped rules into a directory named name
-// with the hourly groups' interval set to hourly and the 7-day groups' to
-// sevenDay.
-func rulesWithIntervals(t *testing.T, name, hourly, sevenDay string) string {
-	rules := filepath.Join(testenv.SharedTempDir(t), name)
-	if err := os.MkdirAll(rules, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "rules", "*.yml"))
-	sevenDayGroups := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := strings.ReplaceAll(string(data), "    interval: 1h\n", "    interval: "+hourly+"\n")
-		sevenDayGroups += strings.Count(text, "    interval: 4m\n")
-		text = strings.ReplaceAll(text, "    interval: 4m\n", "    interval: "+sevenDay+"\n")
-		if err := os.WriteFile(filepath.Join(rules, filepath.Base(f)), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if sevenDayGroups == 0 {
-		t.Fatal("no 7-day group with interval: 4m in rules/*.yml: the bench would not evaluate them every 30 s")
-	}
-	return rules
-}
-
-// sevenDayGroupsOnly copies the shipped rules into a directory named name
-// with only the 7-day groups (interval: 4m in the shipped files),
-// evaluated every 30 s: what a ruler spends on them, the figure the 10 %
-// target is about. The hourly groups' summaries are in the storage; the
-// other groups (the 30 s recording rules and the alerts) cost the same
-// with or without the 7-day ones and are measured with every group.
-// Leaving groups out rather than giving them a long interval keeps the
-// measurement independent of when an engine first runs a group
-// (Prometheus and vmalert both spread the first run over the interval).
-func sevenDayGroupsOnly(t *testing.T, name string) (dir string, groups []string) {
+// benchRules copies into a directory named name the shipped groups whose
+// interval is a key of intervals, with the interval set to its value, and
+// no other group: what a ruler spends on the 7-day figures, the cost the
+// 10 % target is about (the 30 s recording rules and the alerts cost the
+// same with or without them). Leaving groups out rather than giving them
+// a long interval keeps the measurement independent of when an engine
+// first runs a group (Prometheus and vmalert both spread the first run
+// over the interval). withoutSummaries leaves out the hourly summaries
+// (the rules recording *_1h), so that the 7-day figures read only those
+// the bench wrote.
+func benchRules(t *testing.T, name string, intervals map[string]string, withoutSummaries bool) (dir string, groups []string) {
 	dir = filepath.Join(testenv.SharedTempDir(t), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(), "rules", "*.yml"))
+	byInterval := map[string][]string{}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -433,11 +362,25 @@ func sevenDayGroupsOnly(t *testing.T, name string) (dir string, groups []string)
 		}
 		var kept []map[string]any
 		for _, g := range file.Groups {
-			if g["interval"] == "4m" {
-				g["interval"] = "30s"
-				kept = append(kept, g)
-				groups = append(groups, fmt.Sprint(g["name"]))
+			shipped, _ := g["interval"].(string)
+			byInterval[shipped] = append(byInterval[shipped], fmt.Sprint(g["name"]))
+			every, ok := intervals[shipped]
+			if !ok {
+				continue
 			}
+			g["interval"] = every
+			if withoutSummaries {
+				rules, _ := g["rules"].([]any)
+				var left []any
+				for _, r := range rules {
+					if record, _ := r.(map[string]any)["record"].(string); !strings.HasSuffix(record, "_1h") {
+						left = append(left, r)
+					}
+				}
+				g["rules"] = left
+			}
+			kept = append(kept, g)
+			groups = append(groups, fmt.Sprint(g["name"]))
 		}
 		if len(kept) == 0 {
 			continue
@@ -451,11 +394,131 @@ func sevenDayGroupsOnly(t *testing.T, name string) (dir string, groups []string)
 			t.Fatal(err)
 		}
 	}
-	slices.Sort(groups)
-	if want := []string{"vmhost-daynight-7d.rules", "vmhost-host-7d.rules", "vmhost-vm-7d.rules"}; !slices.Equal(groups, want) {
-		t.Fatalf("the shipped rules' 7-day groups (interval: 4m) are %q, want %q: the bench reports these by name", groups, want)
+	for interval, want := range map[string][]string{"1h": groups1h, "4m": groups4m} {
+		got := byInterval[interval]
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("the shipped groups with interval: %s are %q, want %q: the bench reports these by name", interval, got, want)
+		}
 	}
+	slices.Sort(groups)
 	return dir, groups
+}
+
+// engineCost reads what a ruler has spent: the CPU time of its servers
+// so far, per group the evaluations so far and the wall time of one
+// (zero before the first has finished), and the evaluations missed.
+type engineCost func() (cpu float64, groups map[string]evaluations, missed float64)
+
+type evaluations struct{ count, wall float64 }
+
+// cycleCost is what one cycle of a set of groups cost: the CPU time of
+// one evaluation of each, their wall times and the evaluations missed.
+type cycleCost struct {
+	cpu    float64
+	groups map[string]evaluations
+	missed float64
+}
+
+// measureCycle waits until every group has been evaluated once (the
+// first evaluation reads a cold cache and starts at an engine's chosen
+// offset), then measures the CPU time over two whole intervals and
+// halves it. Every group runs once an interval, so the window holds two
+// evaluations of each: one under way when the window opens is completed
+// by the one under way when it closes. The servers' idle work counts too.
+func measureCycle(t *testing.T, cost engineCost, groups []string, every string) cycleCost {
+	t.Helper()
+	interval, err := time.ParseDuration(every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Minute, "an evaluation of "+strings.Join(groups, ", "), func() (bool, string) {
+		_, seen, _ := cost()
+		done := 0
+		for _, g := range groups {
+			if seen[g].wall > 0 {
+				done++
+			}
+		}
+		return done == len(groups), fmt.Sprint(seen)
+	})
+	cpu0, seen0, _ := cost()
+	// The measurement window itself, not a wait for a condition: two of
+	// the groups' intervals.
+	time.Sleep(2 * interval)
+	cpu1, seen1, missed := cost()
+	for _, g := range groups {
+		if n := seen1[g].count - seen0[g].count; n < 1 || n > 3 {
+			t.Errorf("%s: %g evaluations in two intervals, want 2", g, n)
+		}
+	}
+	return cycleCost{cpu: (cpu1 - cpu0) / 2, groups: seen1, missed: missed}
+}
+
+// addCycleRows reports what an engine's hourly and 4-minute groups cost;
+// cpu names whose CPU time it is, wall which evaluation's wall time.
+func addCycleRows(fleet *report, engine, cpu, wall string, vms int, hourly, carried cycleCost) {
+	fleet.add(fmt.Sprintf("%s, %d VMs: one evaluation of each hourly group (the hour's summaries, then the 7-day figures): %s, wall (%s)", engine, vms, strings.Join(groups1h, ", "), wall),
+		hourly.walls(groups1h))
+	fleet.add(fmt.Sprintf("%s, %d VMs: %s per evaluation of the hourly groups, and its share of their 1-hour interval", engine, vms, cpu),
+		hourly.share(time.Hour))
+	fleet.add(fmt.Sprintf("%s, %d VMs: one evaluation of each 4-minute group (the 7-day figures at any instant): %s, wall (%s)", engine, vms, strings.Join(groups4m, ", "), wall),
+		carried.walls(groups4m))
+	fleet.add(fmt.Sprintf("%s, %d VMs: %s per evaluation of the 4-minute groups, and its share of their 4-minute interval", engine, vms, cpu),
+		carried.share(4*time.Minute))
+	fleet.add(fmt.Sprintf("%s, %d VMs: %s for the 7-day figures per hour as shipped (one evaluation of the hourly groups, 15 of the 4-minute ones), and its share of one core", engine, vms, cpu),
+		perHour(hourly, carried))
+	fleet.add(fmt.Sprintf("%s, %d VMs: evaluations missed (longer than the interval)", engine, vms),
+		strconv.FormatFloat(hourly.missed+carried.missed, 'f', 0, 64))
+}
+
+// walls lists each group's wall time of one evaluation.
+func (c cycleCost) walls(groups []string) string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, strconv.FormatFloat(c.groups[g].wall, 'f', 3, 64)+" s")
+	}
+	return strings.Join(out, ", ")
+}
+
+// share is the CPU time of one cycle and its share of interval.
+func (c cycleCost) share(interval time.Duration) string {
+	return fmt.Sprintf("%.2f s, %.2f %%", c.cpu, c.cpu/interval.Seconds()*100)
+}
+
+// perHour is the CPU time the 7-day figures cost an hour as shipped: one
+// evaluation of the hourly groups and 15 of the 4-minute ones.
+func perHour(hourly, carried cycleCost) string {
+	cpu := hourly.cpu + 15*carried.cpu
+	return fmt.Sprintf("%.1f s, %.2f %%", cpu, cpu/3600*100)
+}
+
+// prometheusCost reads Prometheus' own metrics: an evaluation counts
+// when it starts (iterations_total counts the missed ones too), its wall
+// time is the group's last.
+func prometheusCost(t *testing.T, p *testenv.Prometheus) engineCost {
+	return func() (float64, map[string]evaluations, float64) {
+		mf := testenv.Scrape(t, p.URL+"/metrics")
+		groups := map[string]evaluations{}
+		missed := 0.0
+		each := func(family string, f func(e *evaluations, v float64)) {
+			for _, m := range mf[family].GetMetric() {
+				g := groupName(labelOf(m.GetLabel(), "rule_group"))
+				e := groups[g]
+				f(&e, m.GetCounter().GetValue()+m.GetGauge().GetValue())
+				groups[g] = e
+			}
+		}
+		each("prometheus_rule_group_iterations_total", func(e *evaluations, v float64) { e.count += v })
+		each("prometheus_rule_group_iterations_missed_total", func(e *evaluations, v float64) { e.count -= v; missed += v })
+		each("prometheus_rule_group_last_duration_seconds", func(e *evaluations, v float64) { e.wall = v })
+		return mf["process_cpu_seconds_total"].GetMetric()[0].GetCounter().GetValue(), groups, missed
+	}
+}
+
+// groupName is a rule_group label's group: "file;name".
+func groupName(label string) string {
+	return label[strings.LastIndex(label, ";")+1:]
 }
 
 func labelOf(ls []*dto.LabelPair, name string) string {

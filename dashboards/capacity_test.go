@@ -432,59 +432,65 @@ func seriesKey(m map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// rulesWithoutHourlyGroups copies the shipped rules without their hourly
-// groups (interval: 1h): the test writes what they would have recorded
-// over 7 days, and an evaluation of theirs during the test would add a
-// 169th point from the few seconds of live data. Groups with another
-// interval of their own (the 7-day ones, every 4 minutes) run every
-// second like the rest: a ruler starts a group up to one interval after
-// it loads it, longer than the test waits, and they read the same 7 days
-// whenever they run.
-func rulesWithoutHourlyGroups(t *testing.T) string {
+// rulesWithoutHourlySummaries copies the shipped rules without the
+// summaries of the hourly groups (interval: 1h; the rules recording
+// *_1h): the test writes what they would have recorded over 7 days, and an
+// evaluation of theirs during the test would add a 169th point from the
+// few seconds of live data. The rest of those groups (the 7-day figures
+// from the summaries) and every other group run every second: a ruler
+// starts a group up to one interval after it loads it, longer than the
+// test waits, and the 7-day figures read the same 7 days whenever they
+// run. The expectation changed when the 7-day figures moved into the
+// hourly groups (they were in groups of their own, evaluated every 4
+// minutes): dropping the whole hourly groups would drop them too.
+func rulesWithoutHourlySummaries(t *testing.T) string {
 	t.Helper()
 	files, err := filepath.Glob("../rules/*.yml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no rule files: %v", err)
 	}
 	dir := t.TempDir()
-	dropped := 0
+	dropped, sevenDay := 0, 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var doc struct {
-			Groups []yaml.Node `yaml:"groups"`
+			Groups []struct {
+				Name     string           `yaml:"name"`
+				Interval string           `yaml:"interval,omitempty"`
+				Rules    []map[string]any `yaml:"rules"`
+			} `yaml:"groups"`
 		}
 		if err := yaml.Unmarshal(data, &doc); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		kept := doc.Groups[:0]
-		for _, g := range doc.Groups {
-			var head struct{ Interval string }
-			if err := g.Decode(&head); err != nil {
-				t.Fatal(err)
-			}
-			if head.Interval == "1h" {
-				dropped++
-				continue
-			}
-			for i := 0; i+1 < len(g.Content); i += 2 {
-				if g.Content[i].Value == "interval" {
-					g.Content[i+1].Value = "1s"
+		for i, g := range doc.Groups {
+			if g.Interval == "1h" {
+				var kept []map[string]any
+				for _, r := range g.Rules {
+					if name, _ := r["record"].(string); strings.HasSuffix(name, "_1h") {
+						dropped++
+						continue
+					}
+					sevenDay++
+					kept = append(kept, r)
 				}
+				doc.Groups[i].Rules = kept
 			}
-			kept = append(kept, g)
+			if g.Interval != "" {
+				doc.Groups[i].Interval = "1s"
+			}
 		}
-		doc.Groups = kept
 		out, err := yaml.Marshal(doc)
 		if err != nil {
 			t.Fatal(err)
 		}
 		writeFile(t, filepath.Join(dir, filepath.Base(f)), string(out))
 	}
-	if dropped == 0 {
-		t.Fatal("no hourly group in the rules: write the 30 s series instead of their summaries")
+	if dropped == 0 || sevenDay == 0 {
+		t.Fatalf("%d hourly summaries and %d 7-day figures in the hourly groups: write the 30 s series instead of their summaries", dropped, sevenDay)
 	}
 	return dir
 }
@@ -511,7 +517,7 @@ func TestCapacityPanelsShowTheConstructedFleet(t *testing.T) {
     static_configs:
       - targets: ['` + strings.TrimPrefix(target.URL, "http://") + `']
 `
-	rules := rulesWithoutHourlyGroups(t)
+	rules := rulesWithoutHourlySummaries(t)
 
 	var d jsonDashboard
 	for file, dash := range loadCommitted(t) {
