@@ -155,10 +155,10 @@ func fleetSeries(hosts, perHost int) []inputSeries {
 // configuration's 30 s evaluation interval and, once an hour, their hourly
 // summaries computed from them as the hourly groups would. With exact, the
 // 30 s series cover the 7 days and the bench also compares each 7-day
-// figure with the exact one on the same data; without, they cover only the
-// last 70 minutes (all the hourly groups read), so 50,000 VMs fit on a
-// small machine, and the hourly summaries before them come from the same
-// cycle. It starts Debian's Prometheus on them, on one core, with the
+// figure with the exact one on the same data, up to the last whole hour;
+// without, they cover only the last 70 minutes up to now, so 50,000 VMs
+// fit on a small machine, and the hourly summaries before them come from
+// the same cycle. It starts Debian's Prometheus on them, on one core, with the
 // shipped groups that have an interval of their own, as they run in a
 // ruler: first the hourly groups alone (the hour's summaries, then the
 // 7-day figures from them), then the 4-minute groups alone (the 7-day
@@ -167,12 +167,17 @@ func fleetSeries(hosts, perHost int) []inputSeries {
 func benchSevenDayRules(t *testing.T, fleet *report, hosts, perHost int, exact bool) {
 	const step = 30 * time.Second
 	dir := filepath.Join(testenv.SharedTempDir(t), fmt.Sprintf("tsdb-%d", hosts*perHost))
-	// The 30 s input ends now, so that the hourly groups' summaries read a
-	// whole hour of it while the bench runs (a few minutes less at its end).
+	// Without exact, the 30 s input ends now, so that the hourly groups'
+	// summaries read as much of an hour of it as they can while the bench
+	// runs (the bench reports how much). With exact, it ends at the last
+	// whole hour, the newest summary, and the exact figures are taken at
+	// that time.
 	end := time.Now().Truncate(step)
 	begin := end.Truncate(time.Hour).Add(-7*24*time.Hour - time.Hour)
 	fullFrom := begin
-	if !exact {
+	if exact {
+		end = end.Truncate(time.Hour)
+	} else {
 		fullFrom = end.Add(-time.Hour - 10*time.Minute)
 	}
 	t.Setenv("TMPDIR", testenv.SharedTempDir(t)) // BlockWriter's head chunks
@@ -269,10 +274,14 @@ rule_files:
 			t.Fatal("Prometheus did not stop")
 		}
 	}
-	recommendations := func(p *testenv.Prometheus) {
+	// writtenSince waits until Prometheus holds one sample of the series
+	// per VM recorded since the phase began (the sample's own timestamp):
+	// the answer rests on this phase's evaluations, not an earlier one's.
+	writtenSince := func(p *testenv.Prometheus, series string, since time.Time) {
 		t.Helper()
-		testenv.Eventually(t, 5*time.Minute, "one recommendation per VM", func() (bool, string) {
-			r, err := p.Query(context.Background(), "count(domain:libvirt_vm_recommended_vcpus:count)")
+		q := fmt.Sprintf("count(timestamp(%s) >= %d)", series, since.Unix())
+		testenv.Eventually(t, 5*time.Minute, "one "+series+" per VM since "+since.Format(time.TimeOnly), func() (bool, string) {
+			r, err := p.Query(context.Background(), q)
 			if err != nil || len(r.Data.Result) == 0 {
 				return false, fmt.Sprint(err)
 			}
@@ -284,9 +293,11 @@ rule_files:
 		// Each 7-day figure against the exact one on the same 30 s data,
 		// from the 168 summaries the bench wrote: the hourly groups'
 		// summaries left out, as an evaluation of theirs now would add a
-		// 169th point.
+		// 169th point. The exact figures at end, the newest summary's
+		// time: the 168 summaries cover the 7 days before it.
+		phase := time.Now()
 		p, _ := run("rules-errors", map[string]string{"1h": "30s", "4m": "30s"}, true)
-		recommendations(p)
+		writtenSince(p, "domain:libvirt_vm_recommended_vcpus:count", phase)
 		for _, c := range []struct{ what, approx, exact string }{
 			{"p95 of VM CPU utilisation", "domain:libvirt_vm_cpu_utilisation:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_utilisation_running:rate5m[7d])"},
 			{"p95 of VM cores used", "domain:libvirt_vm_cpu_cores_used:p95_7d", "quantile_over_time(0.95, domain:libvirt_vm_cpu_cores_used_running:rate5m[7d])"},
@@ -294,7 +305,8 @@ rule_files:
 			{"share of 7 days running", "domain:libvirt_vm_running:ratio_7d", "avg_over_time(domain:libvirt_vm_running:bool[7d])"},
 			{"p95 of host CPU utilisation", "instance:node_cpu_utilisation:p95_7d", "quantile_over_time(0.95, instance:node_cpu_utilisation:rate5m[7d])"},
 		} {
-			q := fmt.Sprintf("max(abs(%s - %s) / abs(%s))", c.approx, c.exact, c.exact)
+			at := strings.Replace(c.exact, "[7d]", fmt.Sprintf("[7d] @ %d", end.Unix()), 1)
+			q := fmt.Sprintf("max(abs(%s - %s) / abs(%s))", c.approx, at, at)
 			var r *testenv.QueryResult
 			testenv.Eventually(t, 5*time.Minute, "the 7-day figure "+c.approx, func() (bool, string) {
 				var err error
@@ -314,14 +326,22 @@ rule_files:
 	if vms >= 10000 {
 		hourlyEvery = "3m"
 	}
+	phase := time.Now()
 	p, groups := run("rules-1h", map[string]string{"1h": hourlyEvery}, false)
 	hourly := measureCycle(t, prometheusCost(t, p), groups, hourlyEvery)
+	writtenSince(p, "domain:libvirt_vm_cpu_cores_used:p95_7d_hourly", phase)
+	// How much of its hour of 30 s input a summary read at the end of the
+	// window: the input ends when it was written.
+	read := queryNumber(t, p.QueryAPI, "avg(count_over_time(domain:libvirt_vm_running:bool[1h])) / 120")
 	stop(p)
+	phase = time.Now()
 	p, groups = run("rules-4m", map[string]string{"4m": "30s"}, false)
 	carried := measureCycle(t, prometheusCost(t, p), groups, "30s")
-	recommendations(p)
+	writtenSince(p, "domain:libvirt_vm_recommended_vcpus:count", phase)
 
 	addCycleRows(fleet, "Prometheus", "Prometheus' CPU time", "last", vms, hourly, carried)
+	fleet.add(fmt.Sprintf("Prometheus, %d VMs: share of an hour of 30 s input the hourly summaries read at the end of the window (the input ends when the bench wrote it)", vms),
+		strconv.FormatFloat(read*100, 'f', 0, 64)+" %")
 	fleet.add(fmt.Sprintf("input written for %d VMs (samples, time)", vms), fmt.Sprintf("%d, %s", samples, written.Round(time.Second)))
 }
 
@@ -410,7 +430,9 @@ func benchRules(t *testing.T, name string, intervals map[string]string, withoutS
 // (zero before the first has finished), and the evaluations missed.
 type engineCost func() (cpu float64, groups map[string]evaluations, missed float64)
 
-type evaluations struct{ count, wall float64 }
+// evaluations: how many have started, the wall time of one, and the sum
+// of their wall times where the engine reports it (vmalert).
+type evaluations struct{ count, wall, sum float64 }
 
 // cycleCost is what one cycle of a set of groups cost: the CPU time of
 // one evaluation of each, their wall times and the evaluations missed.
@@ -442,17 +464,26 @@ func measureCycle(t *testing.T, cost engineCost, groups []string, every string) 
 		}
 		return done == len(groups), fmt.Sprint(seen)
 	})
-	cpu0, seen0, _ := cost()
+	cpu0, seen0, missed0 := cost()
 	// The measurement window itself, not a wait for a condition: two of
 	// the groups' intervals.
 	time.Sleep(2 * interval)
-	cpu1, seen1, missed := cost()
+	cpu1, seen1, missed1 := cost()
 	for _, g := range groups {
-		if n := seen1[g].count - seen0[g].count; n < 1 || n > 3 {
-			t.Errorf("%s: %g evaluations in two intervals, want 2", g, n)
+		e := seen1[g]
+		n := e.count - seen0[g].count
+		if n != 2 {
+			t.Errorf("%s: %g evaluations in two intervals, want 2: the CPU time is not one evaluation of each", g, n)
+		}
+		if e.sum > 0 && n > 0 { // the mean over the window, not the cold first one
+			e.wall = (e.sum - seen0[g].sum) / n
+			seen1[g] = e
 		}
 	}
-	return cycleCost{cpu: (cpu1 - cpu0) / 2, groups: seen1, missed: missed}
+	if missed1 > missed0 {
+		t.Errorf("%g evaluations missed in the window: the CPU time is not one evaluation of each", missed1-missed0)
+	}
+	return cycleCost{cpu: (cpu1 - cpu0) / 2, groups: seen1, missed: missed1}
 }
 
 // addCycleRows reports what an engine's hourly and 4-minute groups cost;
@@ -491,6 +522,20 @@ func (c cycleCost) share(interval time.Duration) string {
 func perHour(hourly, carried cycleCost) string {
 	cpu := hourly.cpu + 15*carried.cpu
 	return fmt.Sprintf("%.1f s, %.2f %%", cpu, cpu/3600*100)
+}
+
+// queryNumber is a query's single number.
+func queryNumber(t *testing.T, api testenv.QueryAPI, q string) float64 {
+	t.Helper()
+	r, err := api.Query(context.Background(), q)
+	if err != nil || len(r.Data.Result) != 1 {
+		t.Fatalf("%s: %v %+v", q, err, r)
+	}
+	v, err := strconv.ParseFloat(fmt.Sprint(r.Data.Result[0].Value[1]), 64)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
 }
 
 // prometheusCost reads Prometheus' own metrics: an evaluation counts
