@@ -430,9 +430,11 @@ func benchRules(t *testing.T, name string, intervals map[string]string, withoutS
 // (zero before the first has finished), and the evaluations missed.
 type engineCost func() (cpu float64, groups map[string]evaluations, missed float64)
 
-// evaluations: how many have started, the wall time of one, and the sum
-// of their wall times where the engine reports it (vmalert).
-type evaluations struct{ count, wall, sum float64 }
+// evaluations: how many have started (on the group's schedule, so that
+// a window of two intervals holds two), the wall time of one, and where
+// the engine reports them (vmalert) how many have finished and the sum of
+// their wall times.
+type evaluations struct{ count, wall, done, sum float64 }
 
 // cycleCost is what one cycle of a set of groups cost: the CPU time of
 // one evaluation of each, their wall times and the evaluations missed.
@@ -475,8 +477,8 @@ func measureCycle(t *testing.T, cost engineCost, groups []string, every string) 
 		if n != 2 {
 			t.Errorf("%s: %g evaluations in two intervals, want 2: the CPU time is not one evaluation of each", g, n)
 		}
-		if e.sum > 0 && n > 0 { // the mean over the window, not the cold first one
-			e.wall = (e.sum - seen0[g].sum) / n
+		if done := e.done - seen0[g].done; e.sum > 0 && done > 0 { // the mean over the window, not the cold first one
+			e.wall = (e.sum - seen0[g].sum) / done
 			seen1[g] = e
 		}
 	}
