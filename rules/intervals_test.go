@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -207,11 +208,11 @@ func selectedSparse(vs *parser.VectorSelector, sparse map[string]time.Duration) 
 		}
 		all := true
 		for _, m := range vs.LabelMatchers {
-			if m.Name == labels.MetricName && !m.Matches(name) {
+			if m.Name == model.MetricNameLabel && !m.Matches(name) {
 				all = false
 			}
 		}
-		if all && (vs.Name != "" || slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool { return m.Name == labels.MetricName })) {
+		if all && (vs.Name != "" || slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool { return m.Name == model.MetricNameLabel })) {
 			out = append(out, name)
 		}
 	}
