@@ -175,10 +175,7 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 	// The hourly groups record 14 series per VM an evaluation: a queue
 	// for all of them, so that none is dropped at 50,000 VMs.
 	queue := []string{"-remoteWrite.maxQueueSize=5000000", "-remoteWrite.maxBatchSize=10000", "-remoteWrite.flushInterval=1s"}
-	hourlyEvery := "30s"
-	if vms >= 10000 {
-		hourlyEvery = "3m" // an evaluation takes about a minute there
-	}
+	hourlyEvery := hourlyBenchInterval(vms)
 	phase := time.Now()
 	rules, groups := benchRules(t, fmt.Sprintf("vmalert-rules-1h-%d", vms), map[string]string{"1h": hourlyEvery}, false)
 	proc, alert := testenv.StartVMAlertProcess(t, vm.URL, rules+"/*.yml", 30*time.Second, queue...)
@@ -187,11 +184,7 @@ func benchSevenDayRulesVMAlert(t *testing.T, fleet *report, hosts, perHost int) 
 	writtenAfter(t, vm, "domain:libvirt_vm_cpu_cores_used:p95_7d_hourly", vms, float64(phase.Unix()))
 	read := queryNumber(t, vm, "avg(count_over_time(domain:libvirt_vm_running:bool[1h])) / 120")
 	proc.Signal(syscall.SIGTERM)
-	select {
-	case <-proc.Exited():
-	case <-time.After(2 * time.Minute):
-		t.Fatal("vmalert did not stop")
-	}
+	proc.WaitExited(t, 2*time.Minute, "SIGTERM")
 	phase = time.Now()
 	rules, groups = benchRules(t, fmt.Sprintf("vmalert-rules-4m-%d", vms), map[string]string{"4m": "30s"}, false)
 	_, alert = testenv.StartVMAlertProcess(t, vm.URL, rules+"/*.yml", 30*time.Second, queue...)

@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,7 +21,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
-	"gopkg.in/yaml.v3"
 
 	"github.com/vmhost-exporter/vmhost_exporter/internal/testenv"
 )
@@ -445,50 +443,19 @@ func seriesKey(m map[string]string) string {
 // minutes): dropping the whole hourly groups would drop them too.
 func rulesWithoutHourlySummaries(t *testing.T) string {
 	t.Helper()
-	files, err := filepath.Glob("../rules/*.yml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule files: %v", err)
-	}
 	dir := t.TempDir()
 	dropped, sevenDay := 0, 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	testenv.CopyRules(t, dir, func(g *testenv.RuleGroup) bool {
+		if g.Interval == "1h" {
+			n := g.DropHourlySummaries()
+			dropped += n
+			sevenDay += len(g.Rules)
 		}
-		var doc struct {
-			Groups []struct {
-				Name     string           `yaml:"name"`
-				Interval string           `yaml:"interval,omitempty"`
-				Rules    []map[string]any `yaml:"rules"`
-			} `yaml:"groups"`
+		if g.Interval != "" {
+			g.Interval = "1s"
 		}
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for i, g := range doc.Groups {
-			if g.Interval == "1h" {
-				var kept []map[string]any
-				for _, r := range g.Rules {
-					if name, _ := r["record"].(string); strings.HasSuffix(name, "_1h") {
-						dropped++
-						continue
-					}
-					sevenDay++
-					kept = append(kept, r)
-				}
-				doc.Groups[i].Rules = kept
-			}
-			if g.Interval != "" {
-				doc.Groups[i].Interval = "1s"
-			}
-		}
-		out, err := yaml.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, filepath.Base(f)), string(out))
-	}
+		return true
+	})
 	if dropped == 0 || sevenDay == 0 {
 		t.Fatalf("%d hourly summaries and %d 7-day figures in the hourly groups: write the 30 s series instead of their summaries", dropped, sevenDay)
 	}

@@ -381,28 +381,22 @@ rule_files:
 // 4 minutes): up to 4 minutes before their first result is longer too.
 func hourlyGroupsEverySecond(t *testing.T) string {
 	t.Helper()
-	files, err := filepath.Glob("../rules/*.yml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no rule files: %v", err)
-	}
 	dir := t.TempDir()
 	hourly := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	testenv.CopyRules(t, dir, func(g *testenv.RuleGroup) bool {
+		if g.Interval == "1h" {
+			hourly++
 		}
-		hourly += strings.Count(string(data), "    interval: 1h\n")
-		writeFile(t, filepath.Join(dir, filepath.Base(f)), groupInterval.ReplaceAllString(string(data), "    interval: 1s\n"))
-	}
+		if g.Interval != "" {
+			g.Interval = "1s"
+		}
+		return true
+	})
 	if hourly == 0 {
 		t.Fatal("no hourly group in the rules: drop this copy")
 	}
 	return dir
 }
-
-// groupInterval is a rule group's own evaluation interval.
-var groupInterval = regexp.MustCompile(`(?m)^    interval: \S+\n`)
 
 // TestEveryDashboardImportsLikeACommunityOne: Grafana's importer asks for
 // the Prometheus data source (__inputs), the datasource variable defaults

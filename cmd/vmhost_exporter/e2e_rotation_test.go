@@ -85,11 +85,7 @@ func killRclone(t *testing.T, src, log string, env ...string) {
 	if err := syscall.Kill(rclonePID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.Exited():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the wrapper did not end after rclone was killed")
-	}
+	p.WaitExited(t, 30*time.Second, "the wrapper, after rclone was killed")
 	if tail := testenv.ReadFile(t, log)[len(before):]; !strings.Contains(tail, "\nBackup completed at ") || strings.Contains(tail, "Transferred:            6 / 6") {
 		t.Fatalf("not a run killed mid-copy and ended by the wrapper:\n%s", tail)
 	}

@@ -62,11 +62,7 @@ func killRcloneMidCopy(t *testing.T, src, logFile, script string, env []string) 
 	if err := syscall.Kill(rclonePID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.Exited():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the wrapper did not end after rclone was killed")
-	}
+	p.WaitExited(t, 30*time.Second, "the wrapper, after rclone was killed")
 	after := testenv.ReadFile(t, logFile)
 	if lines := strings.Split(strings.TrimSpace(after), "\n"); !strings.HasPrefix(lines[len(lines)-1], "Backup completed at") {
 		t.Fatalf("the wrapper did not append its end line after the kill:\n%s", after[len(before):])

@@ -156,6 +156,17 @@ type Process struct {
 // Exited is closed when the process has ended.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 
+// WaitExited fails the test unless the process ends within timeout; what
+// says what should have ended it.
+func (p *Process) WaitExited(t testing.TB, timeout time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not end within %v (%s)", p.Cmd.Path, timeout, what)
+	}
+}
+
 // Signal sends sig and, for SIGKILL, waits until the process is gone.
 func (p *Process) Signal(sig os.Signal) {
 	_ = p.Cmd.Process.Signal(sig)
