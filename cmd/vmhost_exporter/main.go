@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -155,7 +156,7 @@ func run(args []string) int {
 	}
 
 	if *backupConfigCheck {
-		return checkBackupConfig(*backupConfigFile, logger)
+		return checkBackupConfig(*backupConfigFile, os.Stdout, os.Stderr)
 	}
 	if *backupExplain {
 		return explainBackups(*backupConfigFile, backupConfigExplicit, backup.Options{
@@ -355,25 +356,62 @@ func reloadHandler(enabled bool, reload func() error) http.HandlerFunc {
 // checkBackupConfig validates the file (--backup.config-check) and says
 // which paths are not absolute (an error: they would be read relative to
 // wherever the service starts) or do not exist now (a warning: a typo, or
-// a backup that has not run yet).
-func checkBackupConfig(path string, logger *slog.Logger) int {
+// a backup that has not run yet). It prints as a compiler does, not
+// through the log: one "FILE:LINE: message" on stderr per problem, by
+// line, which an operator reads without logfmt's escaped quotes and an
+// editor jumps to; "FILE: valid, N jobs" on stdout when the file is fine.
+func checkBackupConfig(path string, stdout, stderr io.Writer) int {
 	cfg, err := backup.LoadConfig(path)
-	if err != nil {
-		logger.Error("Backup configuration is invalid", "err", err)
+	var ce *backup.ConfigError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &ce):
+		for _, p := range ce.Problems {
+			printProblem(stderr, ce.File, "", p)
+		}
+		return 1
+	case errors.As(err, &pe):
+		fmt.Fprintf(stderr, "%s: %v\n", path, pe.Err) // "no such file or directory"
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 1
 	}
 	problems, warnings := cfg.CheckPaths()
-	for _, w := range warnings {
-		logger.Warn("Backup configuration: a path is missing now", "file", path, "problem", w)
+	type finding struct {
+		kind string
+		backup.Problem
 	}
+	var findings []finding
 	for _, p := range problems {
-		logger.Error("Backup configuration is invalid", "file", path, "err", p)
+		findings = append(findings, finding{"", p})
+	}
+	for _, w := range warnings {
+		findings = append(findings, finding{"warning: ", w})
+	}
+	slices.SortStableFunc(findings, func(a, b finding) int { return a.Line - b.Line })
+	for _, f := range findings {
+		printProblem(stderr, path, f.kind, f.Problem)
 	}
 	if len(problems) > 0 {
 		return 1
 	}
-	logger.Info("Backup configuration is valid", "file", path)
+	jobs := "jobs"
+	if len(cfg.Jobs) == 1 {
+		jobs = "job"
+	}
+	fmt.Fprintf(stdout, "%s: valid, %d %s\n", path, len(cfg.Jobs), jobs)
 	return 0
+}
+
+// printProblem writes "FILE:LINE: kind message", or "FILE: kind message"
+// for a problem of the whole file.
+func printProblem(w io.Writer, file, kind string, p backup.Problem) {
+	if p.Line > 0 {
+		fmt.Fprintf(w, "%s:%d: %s%s\n", file, p.Line, kind, p.Message)
+		return
+	}
+	fmt.Fprintf(w, "%s: %s%s\n", file, kind, p.Message)
 }
 
 // explainBackups is --backup.explain: one scan of every job, its verdicts

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -254,22 +256,26 @@ func TestBackupConfigCheck(t *testing.T) {
 	if err := os.WriteFile(missing, []byte("jobs:\n  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/nowhere/kvm_restore.log\n    max_age: 35d\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// config-check prints as a compiler does (FILE:LINE: message, quotes
+	// as typed) since an operator asked for lines an editor can jump to:
+	// the expectations that were logfmt's ("F line 5", \"...\", "is
+	// valid") are now that form's.
 	for _, tc := range []struct {
 		file     string
 		wantCode int
 		want     []string
 		notWant  []string
 	}{
-		{"../../examples/backup.yml", 0, []string{"valid"}, nil},
+		{"../../examples/backup.yml", 0, []string{"backup.yml: valid, "}, nil},
 		// YAML's words, not Go's: the job, the field, the fields that
 		// job accepts; on one line (issue 26: an operator saw "field
 		// maxage not found in type backup.Job" and a literal \n).
-		{"../../collector/backup/testdata/bad-unknown-field.yml", 1, []string{"bad-unknown-field.yml line 5", `unknown field \"max_agee\" in job \"kvm-host\" (known: name, type, max_age, path, `},
+		{"../../collector/backup/testdata/bad-unknown-field.yml", 1, []string{"bad-unknown-field.yml:5: ", `unknown field "max_agee" in job "kvm-host" (known: name, type, max_age, path, `},
 			[]string{"backup.Job", `\n`, "not found in type"}},
-		{"../../collector/backup/testdata/bad-top-level.yml", 1, []string{`line 1: unknown top-level field \"job\" (known: jobs)`}, []string{"struct", "*[]"}},
+		{"../../collector/backup/testdata/bad-top-level.yml", 1, []string{`bad-top-level.yml:1: unknown top-level field "job" (known: jobs)`}, []string{"struct", "*[]"}},
 		{"../../collector/backup/testdata/bad-type.yml", 1, []string{"bad-type.yml", "field type"}, nil},
-		{paths, 1, []string{`job \"kvm\": path \"backup/kvm\" is not an absolute path`, `job \"restore-test\": log_file ` + dir + `/nowhere/kvm_restore.log does not exist`}, []string{"is valid"}},
-		{missing, 0, []string{"does not exist", "is valid"}, nil},
+		{paths, 1, []string{paths + `:4: job "kvm": path "backup/kvm" is not an absolute path`, paths + `:8: warning: job "restore-test": log_file ` + dir + `/nowhere/kvm_restore.log does not exist`}, []string{": valid"}},
+		{missing, 0, []string{"does not exist", missing + ": valid, 1 job"}, nil},
 	} {
 		t.Run(filepath.Base(tc.file), func(t *testing.T) {
 			code, out := runToExit(t, "--backup.config-check", "--backup.config-file="+tc.file)
@@ -288,4 +294,139 @@ func TestBackupConfigCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// configCheck runs --backup.config-check on file and returns its exit
+// code and what it wrote to stdout and to stderr.
+func configCheck(t *testing.T, file string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.ExporterBinary(t), "--backup.config-check", "--backup.config-file="+file)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("config-check of %s did not exit; stderr:\n%s", file, errOut.String())
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// TestBackupConfigCheckLines: config-check prints one problem a line,
+// "FILE:LINE: message" (or "FILE: message" for the whole file) on stderr,
+// sorted by line, with quotes as typed and no log fields, so that an
+// operator reads it and an editor jumps to each; path problems and
+// warnings point at the path's line; a valid file is one line on stdout.
+func TestBackupConfigCheckLines(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bad := func(name string) string { return filepath.Join("../../collector/backup/testdata", name) }
+	several, duration, empty := bad("bad-several-problems.yml"), bad("bad-duration.yml"), bad("bad-empty.yml")
+	syntax := write("syntax.yml", "jobs:\n  - name: a\n    type: b: c\n")
+	absent := filepath.Join(dir, "absent.yml")
+	// The warning's job comes first in the file: problems and warnings
+	// are sorted together.
+	paths := write("paths.yml", "jobs:\n  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/nowhere/kvm_restore.log\n    max_age: 35d\n"+
+		"  - name: kvm\n    type: dated_dir\n    max_age: 26h\n    path: backup/kvm\n")
+	warned := write("warned.yml", "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dir+"/mysql/*.sql.gz\n    max_age: 26h\n")
+	fine := write("fine.yml", "jobs:\n  - name: dumps\n    type: file_glob\n    glob: "+dir+"/*.gz\n    max_age: 26h\n"+
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+paths+"\n    max_age: 35d\n")
+	none := write("none.yml", "jobs: []\n")
+
+	for _, tc := range []struct {
+		name           string
+		file           string
+		code           int
+		stdout, stderr []string
+	}{
+		{"several problems", several, 1, nil, []string{
+			several + ":9: jobs[0] (a): field glob is not used by type dated_dir (its fields: name, type, max_age, path, log_name, images_source, vm_xml_dir, images_dir, success_from, set_pattern, start_pattern, success_pattern, error_pattern, running_timeout, time_zone, copies)",
+			several + ":11: jobs[1] (b): field log_file is required for type rclone_log",
+			several + `:17: jobs[2] (c): field copies: "zz" is not the name of a job in this file`,
+			several + `:22: field max_age of job "d": not a valid duration string: "26" (a number and a unit: 26h, 8d, 5w, 90m)`,
+			several + `:26: unknown field "maxage" in job "e" (known: name, type, max_age, glob, running_timeout)`,
+		}},
+		{"bad duration", duration, 1, nil, []string{duration + `:5: field max_age of job "kvm-host": not a valid duration string: "a week" (a number and a unit: 26h, 8d, 5w, 90m)`}},
+		{"no jobs", empty, 1, nil, []string{empty + ": field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups"}},
+		{"YAML syntax", syntax, 1, nil, []string{syntax + ":3: yaml: mapping values are not allowed in this context"}},
+		{"unreadable", absent, 1, nil, []string{absent + ": no such file or directory"}},
+		{"relative path and a missing one", paths, 1, nil, []string{
+			paths + `:4: warning: job "restore-test": log_file ` + dir + `/nowhere/kvm_restore.log does not exist`,
+			paths + `:9: job "kvm": path "backup/kvm" is not an absolute path`,
+		}},
+		{"valid with a warning", warned, 0, []string{warned + ": valid, 1 job"}, []string{warned + `:4: warning: job "dumps": glob ` + dir + `/mysql does not exist`}},
+		{"valid", fine, 0, []string{fine + ": valid, 2 jobs"}, nil},
+		{"valid without jobs", none, 0, []string{none + ": valid, 0 jobs"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := configCheck(t, tc.file)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			if want := lines(tc.stdout); stdout != want {
+				t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+			}
+			if want := lines(tc.stderr); stderr != want {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
+			}
+		})
+	}
+
+	// Every bad fixture: refused, nothing on stdout, each line of
+	// stderr names the file (and its line, in order) in plain text.
+	files, err := filepath.Glob("../../collector/backup/testdata/*bad*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad fixtures: %v", err)
+	}
+	at := regexp.MustCompile(`^:(\d+): `)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			code, stdout, stderr := configCheck(t, f)
+			if code != 1 || stdout != "" || stderr == "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1, nothing, the problems", code, stdout, stderr)
+			}
+			for _, w := range []string{`\"`, "level=", "time=", "msg="} {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr has %s:\n%s", w, stderr)
+				}
+			}
+			last := 0
+			for _, l := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+				rest, ok := strings.CutPrefix(l, f)
+				if !ok || !strings.HasPrefix(rest, ":") {
+					t.Errorf("line does not start with %s: %q", f, l)
+					continue
+				}
+				if m := at.FindStringSubmatch(rest); m != nil {
+					n, _ := strconv.Atoi(m[1])
+					if n < last {
+						t.Errorf("line %d named after line %d:\n%s", n, last, stderr)
+					}
+					last = n
+				} else if !strings.HasPrefix(rest, ": ") {
+					t.Errorf("neither FILE:LINE: nor FILE: %q", l)
+				}
+			}
+		})
+	}
+}
+
+// lines is ls as a program's output: each line ended by a newline.
+func lines(ls []string) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	return strings.Join(ls, "\n") + "\n"
 }

@@ -74,6 +74,47 @@ const defaultErrorPattern = `(?i)\berror\b|エラー|失敗` +
 // Config is the content of --backup.config-file.
 type Config struct {
 	Jobs []Job `yaml:"jobs"`
+
+	// lines are where each job and its fields are in the file, so that
+	// CheckPaths can point at the line to fix as loading does.
+	lines lineFinder
+}
+
+// ConfigError is a file LoadConfig refused, with every problem found in
+// it: --backup.config-check prints each at its own line, where an editor
+// can jump to it, while the service logs Error()'s one line.
+type ConfigError struct {
+	File     string
+	Problems []Problem // by line
+}
+
+// Problem is one thing to fix in a config file.
+type Problem struct {
+	Line    int // 0: the problem is not at one line (no jobs at all)
+	Message string
+}
+
+// String is the problem as Error() joins it, its line first.
+func (p Problem) String() string {
+	if p.Line == 0 {
+		return p.Message
+	}
+	return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+}
+
+// Error is "file F line N: ...; line M: ...", or "file F: ..." when the
+// first problem has no line: one log line, as the service has always
+// logged a refused file, and which operators may grep their logs for.
+func (e *ConfigError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	sep := ": "
+	if len(e.Problems) > 0 && e.Problems[0].Line > 0 {
+		sep = " "
+	}
+	return "file " + e.File + sep + strings.Join(parts, "; ")
 }
 
 // Job is one monitored backup. Only the fields of its type may be set.
@@ -156,16 +197,17 @@ var requiredByType = map[string]string{
 	TypeDatedDir: "path", TypeVzdump: "path", TypeRcloneLog: "log_file", TypeRestoreLog: "log_file", TypeFileGlob: "glob",
 }
 
-// LoadConfig reads and validates a config file. Errors name the file and,
-// where the YAML decoder knows it, the line and field.
+// LoadConfig reads and validates a config file. A file that cannot be
+// read is an error wrapping the *fs.PathError (a missing default file is
+// no error to the service); a file that is wrong is a *ConfigError.
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	cfg, err := parseConfig(data)
-	if err != nil {
-		return nil, loadError(path, err)
+	cfg, problems := parseConfig(data)
+	if len(problems) > 0 {
+		return nil, &ConfigError{File: path, Problems: problems}
 	}
 	return cfg, nil
 }
@@ -174,8 +216,8 @@ func LoadConfig(path string) (*Config, error) {
 // before it, is what a half-written or truncated file looks like (an editor
 // saving, a config management run interrupted), and reading it as "no
 // jobs" would silently stop all backup monitoring. `jobs: []` says "no
-// jobs" on purpose.
-func parseConfig(data []byte) (*Config, error) {
+// jobs" on purpose. The problems come sorted by line.
+func parseConfig(data []byte) (*Config, []Problem) {
 	var raw struct {
 		Jobs *[]Job `yaml:"jobs"`
 	}
@@ -188,28 +230,32 @@ func parseConfig(data []byte) (*Config, error) {
 	// without unit) do not stop it: their jobs are left out of the
 	// validation below and every other job is still checked, so that one
 	// config-check run names all there is to fix.
-	var problems []string
+	var problems []Problem
 	undecoded := map[int]bool{}
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
-		if !errors.As(err, &te) || raw.Jobs == nil {
-			return nil, yamlError(err, data)
+		if !errors.As(err, &te) {
+			return nil, []Problem{syntaxProblem(err)}
 		}
 		for _, e := range te.Errors {
-			problems = append(problems, retell(e, &root))
-			if i := at.jobAt(lineOf(e)); i >= 0 {
+			p := retell(e, &root)
+			problems = append(problems, p)
+			if i := at.jobAt(p.Line); i >= 0 {
 				undecoded[i] = true
 			}
 		}
 	}
 	if raw.Jobs == nil {
-		return nil, errors.New("field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups")
+		if len(problems) > 0 { // jobs is there, but no list of jobs
+			return nil, problems
+		}
+		return nil, []Problem{{Message: "field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups"}}
 	}
-	cfg := &Config{Jobs: *raw.Jobs}
+	cfg := &Config{Jobs: *raw.Jobs, lines: at}
 	problems = append(problems, cfg.validate(at, undecoded)...)
 	if len(problems) > 0 {
-		slices.SortStableFunc(problems, func(a, b string) int { return lineOf(a) - lineOf(b) })
-		return nil, errors.New(strings.Join(problems, "; "))
+		slices.SortStableFunc(problems, func(a, b Problem) int { return a.Line - b.Line })
+		return nil, problems
 	}
 	cfg.linkCopies()
 	for i := range cfg.Jobs {
@@ -233,9 +279,9 @@ func (j *Job) setFields() map[string]bool {
 // (undecoded: their problem is reported already) and returns each job's
 // first problem, at the line of the field it is about (or of the job).
 // at gives the lines.
-func (c *Config) validate(at lineFinder, undecoded map[int]bool) []string {
+func (c *Config) validate(at lineFinder, undecoded map[int]bool) []Problem {
 	seen := map[string]bool{}
-	var problems []string
+	var problems []Problem
 	failed := map[string]bool{}
 	for i := range c.Jobs {
 		if undecoded[i] {
@@ -243,8 +289,8 @@ func (c *Config) validate(at lineFinder, undecoded map[int]bool) []string {
 			seen[c.Jobs[i].Name] = true
 			continue
 		}
-		if err := c.validateJob(i, seen, at); err != nil {
-			problems = append(problems, err.Error())
+		if p := c.validateJob(i, seen, at); p != nil {
+			problems = append(problems, *p)
 			failed[c.Jobs[i].Name] = true
 		}
 	}
@@ -255,8 +301,8 @@ func (c *Config) validate(at lineFinder, undecoded map[int]bool) []string {
 		if failed[j.Name] || failed[j.Copies] {
 			continue
 		}
-		if err := c.checkCopies(i, at); err != nil {
-			problems = append(problems, err.Error())
+		if p := c.checkCopies(i, at); p != nil {
+			problems = append(problems, *p)
 		}
 	}
 	return problems
@@ -270,10 +316,10 @@ func jobLabel(i int, j Job) string {
 	return fmt.Sprintf("jobs[%d] (%s)", i, j.Name)
 }
 
-func (c *Config) validateJob(i int, seen map[string]bool, at lineFinder) error {
+func (c *Config) validateJob(i int, seen map[string]bool, at lineFinder) *Problem {
 	j := &c.Jobs[i]
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("line %d: %s: %s", at.line(i, field), jobLabel(i, *j), fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) *Problem {
+		return &Problem{Line: at.line(i, field), Message: jobLabel(i, *j) + ": " + fmt.Sprintf(format, args...)}
 	}
 	if j.Name == "" {
 		return bad("", "field name is required")
@@ -318,21 +364,23 @@ func (c *Config) validateJob(i int, seen map[string]bool, at lineFinder) error {
 
 // checkCopies checks that job i's copies names a local job with per-VM
 // backups: the offsite time of a VM is read from that job's copies.
-func (c *Config) checkCopies(i int, at lineFinder) error {
+func (c *Config) checkCopies(i int, at lineFinder) *Problem {
 	j := c.Jobs[i]
 	if j.Copies == "" {
 		return nil
 	}
-	where := fmt.Sprintf("line %d: %s: field copies", at.line(i, "copies"), jobLabel(i, j))
+	bad := func(format string, args ...any) *Problem {
+		return &Problem{Line: at.line(i, "copies"), Message: jobLabel(i, j) + ": field copies: " + fmt.Sprintf(format, args...)}
+	}
 	if j.Copies == j.Name {
-		return fmt.Errorf("%s: a job cannot copy itself; name the local job whose tree this one copies", where)
+		return bad("a job cannot copy itself; name the local job whose tree this one copies")
 	}
 	target, ok := c.job(j.Copies)
 	if !ok {
-		return fmt.Errorf("%s: %q is not the name of a job in this file", where, j.Copies)
+		return bad("%q is not the name of a job in this file", j.Copies)
 	}
 	if !contains(copyableTypes, target.Type) {
-		return fmt.Errorf("%s: job %q is of type %s, which has no per-VM backups; name a dated_dir or vzdump job", where, j.Copies, target.Type)
+		return bad("job %q is of type %s, which has no per-VM backups; name a dated_dir or vzdump job", j.Copies, target.Type)
 	}
 	return nil
 }

@@ -37,38 +37,42 @@ var yamlKinds = map[string]string{
 	"seq": "a list", "map": "a mapping", "null": "nothing", "timestamp": "a date",
 }
 
-// yamlError retells a decoder error of data in YAML's words; other errors
-// pass unchanged.
-func yamlError(err error, data []byte) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
+// yamlSyntax is the decoder's error for a file it cannot parse as YAML.
+var yamlSyntax = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxProblem points at the line yaml.v3 names in a syntax error
+// (where the construct it could not finish starts, at worst a few lines
+// above the mistake), so that an editor jumps there.
+func syntaxProblem(err error) Problem {
+	if m := yamlSyntax.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{Line: line, Message: "yaml: " + m[2]}
 	}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // best effort: only to name the jobs
-	msgs := make([]string, 0, len(te.Errors))
-	for _, e := range te.Errors {
-		msgs = append(msgs, retell(e, &root))
-	}
-	return errors.New(strings.Join(msgs, "; "))
+	return Problem{Message: err.Error()}
 }
 
-func retell(e string, root *yaml.Node) string {
+// yamlLine is the line a decoder's type error starts with, when retell
+// has no better words for it.
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// retell says one of the decoder's type errors in an operator's words, at
+// its line.
+func retell(e string, root *yaml.Node) Problem {
 	if m := yamlBadValue.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		column, _ := strconv.Atoi(m[2])
 		if field, where := fieldAt(root, line, column); field != "" {
-			return fmt.Sprintf("line %d: field %s of %s: %s", line, field, where, m[3])
+			return Problem{line, fmt.Sprintf("field %s of %s: %s", field, where, m[3])}
 		}
-		return fmt.Sprintf("line %d: %s", line, m[3])
+		return Problem{line, m[3]}
 	}
 	if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if strings.HasSuffix(m[3], "backup.Job") {
 			where, typ := jobAtLine(root, line)
-			return fmt.Sprintf("line %d: unknown field %q in %s (known: %s)", line, m[2], where, strings.Join(knownJobFields(typ), ", "))
+			return Problem{line, fmt.Sprintf("unknown field %q in %s (known: %s)", m[2], where, strings.Join(knownJobFields(typ), ", "))}
 		}
-		return fmt.Sprintf("line %d: unknown top-level field %q (known: jobs)", line, m[2])
+		return Problem{line, fmt.Sprintf("unknown top-level field %q (known: jobs)", m[2])}
 	}
 	if m := yamlCannot.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -94,9 +98,13 @@ func retell(e string, root *yaml.Node) string {
 		if w, _ := jobAtLine(root, line); w != "the job" {
 			where = " in " + w
 		}
-		return fmt.Sprintf("line %d: found %s%s where YAML must have %s", line, got, where, want)
+		return Problem{line, fmt.Sprintf("found %s%s where YAML must have %s", got, where, want)}
 	}
-	return e
+	if m := yamlLine.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Problem{line, m[2]}
+	}
+	return Problem{Message: e}
 }
 
 // jobAtLine names the job whose mapping holds line, and its type.
@@ -158,28 +166,21 @@ func knownJobFields(typ string) []string {
 	return append(common, all...)
 }
 
-// loadError names the file in an error of parseConfig: "file F line N:
-// ..." for what the decoder points at, "file F: ..." otherwise.
-func loadError(path string, err error) error {
-	if strings.HasPrefix(err.Error(), "line ") {
-		return fmt.Errorf("file %s %w", path, err)
-	}
-	return fmt.Errorf("file %s: %w", path, err)
-}
-
 // CheckPaths says what is wrong with the paths of the jobs beyond what
 // loading checks: problems (a path that is not absolute, which would be
 // read relative to wherever the service starts) and warnings (a path that
-// does not exist now: a typo, or a backup that has not run yet).
-func (c *Config) CheckPaths() (problems, warnings []string) {
-	for _, j := range c.Jobs {
+// does not exist now: a typo, or a backup that has not run yet), each at
+// the line of the job's path, log_file or glob.
+func (c *Config) CheckPaths() (problems, warnings []Problem) {
+	for i, j := range c.Jobs {
 		p := jobSource(j)
 		field := map[bool]string{true: "path", false: "log_file"}[j.Path != ""]
 		if j.Glob != "" {
 			field = "glob"
 		}
+		line := c.lines.line(i, field)
 		if !filepath.IsAbs(p) {
-			problems = append(problems, fmt.Sprintf("job %q: %s %q is not an absolute path", j.Name, field, p))
+			problems = append(problems, Problem{line, fmt.Sprintf("job %q: %s %q is not an absolute path", j.Name, field, p)})
 			continue
 		}
 		check := p
@@ -195,7 +196,7 @@ func (c *Config) CheckPaths() (problems, warnings []string) {
 			if !errors.Is(err, os.ErrNotExist) {
 				what = "cannot be read: " + unwrapPath(err).Error()
 			}
-			warnings = append(warnings, fmt.Sprintf("job %q: %s %s %s", j.Name, field, check, what))
+			warnings = append(warnings, Problem{line, fmt.Sprintf("job %q: %s %s %s", j.Name, field, check, what)})
 		}
 	}
 	return problems, warnings
@@ -229,10 +230,10 @@ func jobLines(root *yaml.Node) lineFinder {
 }
 
 // line is the line of job i's field, or of the job when the field is
-// not in the file (a required one left out).
+// not in the file (a required one left out); 0 for a job of no file.
 func (l lineFinder) line(i int, field string) int {
 	if i >= len(l) {
-		return 1 // not reached: the jobs were decoded from the same file
+		return 0
 	}
 	if n, ok := l[i][field]; ok {
 		return n
@@ -247,20 +248,6 @@ func (l lineFinder) line(i int, field string) int {
 // from the value's line and column.
 func valueError(n *yaml.Node, msg string) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: %s", n.Line, n.Column, msg)}}
-}
-
-// lineOf is the line a problem starts with ("line 5: ..."), 0 if none.
-func lineOf(problem string) int {
-	rest, ok := strings.CutPrefix(problem, "line ")
-	if !ok {
-		return 0
-	}
-	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		end = len(rest)
-	}
-	n, _ := strconv.Atoi(rest[:end])
-	return n
 }
 
 // jobAt is the index of the job whose lines hold line, -1 before the

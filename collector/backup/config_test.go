@@ -1,8 +1,11 @@
 package backup
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +149,103 @@ func TestLoadConfigRejectsBadFiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigErrorProblemsAtTheirLines: LoadConfig's error holds each
+// problem with its line, for --backup.config-check to print one
+// "FILE:LINE: message" each, while its Error() stays the one line the
+// service logs.
+func TestConfigErrorProblemsAtTheirLines(t *testing.T) {
+	syntax := filepath.Join(t.TempDir(), "syntax.yml")
+	if err := os.WriteFile(syntax, []byte("jobs:\n  - name: a\n    type: b: c\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missingJobs := "field jobs is missing or empty (an empty or truncated file?); write `jobs: []` to monitor no backups"
+	for _, tc := range []struct {
+		file      string
+		problems  []Problem
+		errorText string
+	}{
+		// Sorted by line, though the decoder's problems (d, e) are
+		// found before validation's (a, b, c).
+		{"testdata/bad-several-problems.yml", []Problem{
+			{9, "jobs[0] (a): field glob is not used by type dated_dir (its fields: name, type, max_age, path, log_name, images_source, vm_xml_dir, images_dir, success_from, set_pattern, start_pattern, success_pattern, error_pattern, running_timeout, time_zone, copies)"},
+			{11, "jobs[1] (b): field log_file is required for type rclone_log"},
+			{17, `jobs[2] (c): field copies: "zz" is not the name of a job in this file`},
+			{22, `field max_age of job "d": not a valid duration string: "26" (a number and a unit: 26h, 8d, 5w, 90m)`},
+			{26, `unknown field "maxage" in job "e" (known: name, type, max_age, glob, running_timeout)`},
+		},
+			// The service's log line, as it was before the problems
+			// had their own lines.
+			"file testdata/bad-several-problems.yml line 9: jobs[0] (a): field glob is not used by type dated_dir (its fields: name, type, max_age, path, log_name, images_source, vm_xml_dir, images_dir, success_from, set_pattern, start_pattern, success_pattern, error_pattern, running_timeout, time_zone, copies)" +
+				"; line 11: jobs[1] (b): field log_file is required for type rclone_log" +
+				`; line 17: jobs[2] (c): field copies: "zz" is not the name of a job in this file` +
+				`; line 22: field max_age of job "d": not a valid duration string: "26" (a number and a unit: 26h, 8d, 5w, 90m)` +
+				`; line 26: unknown field "maxage" in job "e" (known: name, type, max_age, glob, running_timeout)`},
+		{"testdata/bad-missing-max-age.yml", []Problem{{2, "jobs[0] (kvm-host): field max_age is required and must be positive"}},
+			"file testdata/bad-missing-max-age.yml line 2: jobs[0] (kvm-host): field max_age is required and must be positive"},
+		{"testdata/bad-top-level.yml", []Problem{{1, `unknown top-level field "job" (known: jobs)`}},
+			`file testdata/bad-top-level.yml line 1: unknown top-level field "job" (known: jobs)`},
+		// No line to point at: the whole file is missing its jobs.
+		{"testdata/bad-empty.yml", []Problem{{0, missingJobs}}, "file testdata/bad-empty.yml: " + missingJobs},
+		// A syntax error is at the line yaml.v3 names, as the other
+		// problems are ("file F: yaml: line 3: ..." before).
+		{syntax, []Problem{{3, "yaml: mapping values are not allowed in this context"}},
+			"file " + syntax + " line 3: yaml: mapping values are not allowed in this context"},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			_, err := LoadConfig(tc.file)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v (%T), want a *ConfigError", err, err)
+			}
+			if ce.File != tc.file {
+				t.Errorf("File = %q, want %q", ce.File, tc.file)
+			}
+			if !reflect.DeepEqual(ce.Problems, tc.problems) {
+				t.Errorf("problems:\n%q\nwant:\n%q", ce.Problems, tc.problems)
+			}
+			if got := err.Error(); got != tc.errorText {
+				t.Errorf("Error() =\n%s\nwant\n%s", got, tc.errorText)
+			}
+		})
+	}
+
+	// A file that cannot be read is no *ConfigError: the service tells
+	// a missing default file (no jobs) from a wrong one.
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "absent.yml"))
+	var ce *ConfigError
+	if errors.As(err, &ce) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: error %v (%T), want fs.ErrNotExist and no *ConfigError", err, err)
+	}
+}
+
+// TestConfigCheckPathsAtTheirLines: a path problem or warning points at
+// the line of the job's path, log_file or glob, as loading's problems do.
+func TestConfigCheckPathsAtTheirLines(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "paths.yml")
+	if err := os.WriteFile(file, []byte("jobs:\n"+
+		"  - name: kvm\n    type: dated_dir\n    max_age: 26h\n    path: backup/kvm\n"+ // path at line 5
+		"  - name: restore-test\n    type: restore_log\n    log_file: "+dir+"/nowhere/kvm_restore.log\n    max_age: 35d\n"+ // log_file at 8
+		"  - name: dumps\n    max_age: 26h\n    type: file_glob\n    glob: "+dir+"/nodir/*.gz\n"+ // glob at 13
+		"  - name: here\n    type: file_glob\n    glob: "+dir+"/*.yml\n    max_age: 26h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, warnings := cfg.CheckPaths()
+	if want := []Problem{{5, `job "kvm": path "backup/kvm" is not an absolute path`}}; !reflect.DeepEqual(problems, want) {
+		t.Errorf("problems:\n%q\nwant:\n%q", problems, want)
+	}
+	if want := []Problem{
+		{8, `job "restore-test": log_file ` + dir + `/nowhere/kvm_restore.log does not exist`},
+		{13, `job "dumps": glob ` + dir + `/nodir does not exist`},
+	}; !reflect.DeepEqual(warnings, want) {
+		t.Errorf("warnings:\n%q\nwant:\n%q", warnings, want)
 	}
 }
 

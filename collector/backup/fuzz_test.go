@@ -28,8 +28,8 @@ func FuzzConfig(f *testing.F) {
 		seedFile(f, p)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := parseConfig(data)
-		if err == nil {
+		cfg, problems := parseConfig(data)
+		if len(problems) == 0 {
 			for _, j := range cfg.Jobs {
 				if j.Name == "" || j.MaxAge <= 0 || scanFuncs[j.Type] == nil {
 					t.Fatalf("accepted an invalid job: %+v", j)

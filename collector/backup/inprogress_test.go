@@ -134,9 +134,9 @@ func TestFileGlobRunningTimeout(t *testing.T) {
 		{"", 15 * time.Minute},
 		{"    running_timeout: 2h\n", 2 * time.Hour},
 	} {
-		cfg, err := parseConfig([]byte("jobs:\n  - name: d\n    type: file_glob\n    glob: /backup/*.gz\n    max_age: 26h\n" + tc.yaml))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
+		cfg, problems := parseConfig([]byte("jobs:\n  - name: d\n    type: file_glob\n    glob: /backup/*.gz\n    max_age: 26h\n" + tc.yaml))
+		if len(problems) > 0 {
+			t.Fatalf("%q: %v", tc.yaml, problems)
 		}
 		if got := time.Duration(cfg.Jobs[0].RunningTimeout); got != tc.want {
 			t.Errorf("%q: running_timeout = %s, want %s", tc.yaml, got, tc.want)
