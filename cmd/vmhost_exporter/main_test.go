@@ -423,6 +423,56 @@ func TestBackupConfigCheckLines(t *testing.T) {
 	}
 }
 
+// TestBackupConfigCheckReadmeExample: the README's config-check example
+// is what config-check prints for the quick start's backup.yml with the
+// two mistakes the README names, and its success line that file's, so
+// that the example cannot drift from the output; the runbook of
+// BackupConfigReloadFailed shows the same lines.
+func TestBackupConfigCheckReadmeExample(t *testing.T) {
+	const etc = "/etc/vmhost_exporter/backup.yml"
+	readme := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "README.md"))
+	_, yml, ok := strings.Cut(readme, "```yaml\njobs:\n")
+	if !ok {
+		t.Fatal("README has no backup.yml in its quick start")
+	}
+	yml, _, _ = strings.Cut("jobs:\n"+yml, "```")
+	_, example, ok := strings.Cut(readme, "```\n"+etc+":")
+	if !ok {
+		t.Fatal("README has no config-check example")
+	}
+	example, _, _ = strings.Cut(etc+":"+example, "```")
+
+	dir := t.TempDir()
+	good, broken := filepath.Join(dir, "good.yml"), filepath.Join(dir, "broken.yml")
+	if err := os.WriteFile(good, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The mistakes the README names: `max_age: 26` (kvm-host's, the
+	// first) and `copies: kvm-hosts`.
+	for _, typo := range [][2]string{{"max_age: 26h ", "max_age: 26  "}, {"copies: kvm-host ", "copies: kvm-hosts"}} {
+		if !strings.Contains(yml, typo[0]) {
+			t.Fatalf("the quick start's backup.yml has no %q", typo[0])
+		}
+		yml = strings.Replace(yml, typo[0], typo[1], 1)
+	}
+	if err := os.WriteFile(broken, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, stderr := configCheck(t, broken)
+	if want := strings.ReplaceAll(example, etc, broken); code != 1 || stderr != want {
+		t.Errorf("README's example:\n%s\nconfig-check (exit %d):\n%s", want, code, stderr)
+	}
+	runbooks := testenv.ReadFile(t, filepath.Join(testenv.RepoRoot(), "docs", "runbooks.md"))
+	if !strings.Contains(runbooks, "```\n"+example+"```") {
+		t.Errorf("docs/runbooks.md does not show the README's example:\n%s", example)
+	}
+	code, stdout, _ := configCheck(t, good)
+	if success := strings.ReplaceAll(stdout, good, etc); code != 0 || !strings.Contains(readme, "`"+strings.TrimSuffix(success, "\n")+"`") {
+		t.Errorf("config-check of the quick start's backup.yml: exit %d, %q; the README does not show it", code, stdout)
+	}
+}
+
 // lines is ls as a program's output: each line ended by a newline.
 func lines(ls []string) string {
 	if len(ls) == 0 {
