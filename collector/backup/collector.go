@@ -530,7 +530,14 @@ type descriptors struct {
 	totalSize, totalDisk, totalFiles, totalUnreadable              *prometheus.Desc
 	successUnreadable, prevSuccessSize, vmPrevSize                 *prometheus.Desc
 	scanSuccess, scanDuration, scanTime                            *prometheus.Desc
-	unreadablePaths, vmDefinitionUnreadable                        *prometheus.Desc
+	// vmDefinitionUnreadable marks a VM not judged for want of readable
+	// evidence: its definition, or (since the operator trial that found
+	// an unreadable images/ reported as missing disks) a disk copy its
+	// readable definition names. One series for both, not a second one:
+	// the name is in REQUIREMENTS and may not change, the rules and
+	// dashboards that read it need no new series to treat both the same,
+	// and /backups says which of the two it is.
+	unreadablePaths, vmDefinitionUnreadable *prometheus.Desc
 }
 
 func newDescriptors() descriptors {
@@ -576,7 +583,7 @@ func newDescriptors() descriptors {
 		scanDuration:           d("scan_duration_seconds", "Duration of the last background scan of the job.", j),
 		scanTime:               d("scan_timestamp_seconds", "When the last background scan of the job ended.", j),
 		unreadablePaths:        d("unreadable_paths", "Files and directories the last scan of the job needed and could not open (permissions, I/O errors; each is logged once with its error): the job's verdict and sizes leave them out. The usual cause is a backup tree written by root with private modes, read by the unprivileged service user without CAP_DAC_READ_SEARCH.", j),
-		vmDefinitionUnreadable: d("vm_definition_unreadable", "1 for a VM whose newest definition (vm_xml/<vm>.xml) in the job's sets could not be read or parsed: it cannot be judged, so it has no per-VM success from that set (dated_dir). Present only for such VMs.", j, "domain"),
+		vmDefinitionUnreadable: d("vm_definition_unreadable", "1 for a VM that cannot be judged (dated_dir): its newest definition (vm_xml/<vm>.xml) in the job's sets could not be read or parsed, or it could and a disk copy it names exists in that set but could not be read (permissions, I/O errors; a copy that does not exist is a missing disk instead). It has no per-VM success and no missing disks from that set; the unreadable path is counted in vmhost_backup_unreadable_paths. Present only for such VMs.", j, "domain"),
 	}
 }
 

@@ -27,12 +27,20 @@ const maxDomainXML = 4 << 20
 // user; or not XML at all) cannot be judged, but it is not dropped: it is
 // marked in UnreadableVMs when its newest XML, in newest (the job's newest
 // set, successful or not) or else in the newest successful set holding it,
-// is the unreadable one.
+// is the unreadable one. So is a VM whose XML is readable but one of whose
+// disk copies exists and cannot be read (root's 0700 images/ or 0600
+// image): whether that copy is whole is unknown, so the set neither backs
+// the VM up nor misses a disk of it, and UnjudgedWhy says which copy and
+// why. A VM with a disk the set certainly cannot restore (an LVM disk, a
+// copy that does not exist) is judged all the same: it is not backed up by
+// that set whatever the unreadable copy holds, and its missing disks are
+// the ones known missing.
 func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unreadablePaths) {
 	d.MissingDisks = map[string]int{}
 	d.MissingDiskNames = map[string][]string{}
 	d.UnreadableVMs = map[string]bool{}
 	d.MissingDiskWhy = map[string][]string{}
+	d.UnjudgedWhy = map[string][]string{}
 	judged := map[string]bool{} // VMs whose newest XML has been tried
 	visit := func(s setRuns, success bool) {
 		xmlDir := filepath.Join(s.set.path, j.VMXMLDir)
@@ -50,19 +58,22 @@ func coverVMs(d *jobData, successes []setRuns, newest *setRuns, j Job, u *unread
 				// An older copy counts for offsite only: keep its time
 				// when a sync job copies this one.
 				if j.copied && success {
-					if _, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && len(missing) == 0 {
+					if _, missing, unreadable, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u); err == nil && len(missing) == 0 && len(unreadable) == 0 {
 						prev.Copies = append(prev.Copies, s.runs[s.lastSuccess()].End)
 						d.VMs[vm] = prev
 					}
 				}
 				continue
 			}
-			size, missing, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
+			size, missing, unreadable, err := vmDisksInSet(filepath.Join(xmlDir, x.Name()), filepath.Join(s.set.path, j.ImagesDir), j.ImagesSource, u)
 			newestXML := !judged[vm]
 			judged[vm] = true
-			if err != nil {
+			if err != nil || (len(missing) == 0 && len(unreadable) > 0) {
 				if newestXML {
 					d.UnreadableVMs[vm] = true
+					for _, c := range unreadable {
+						d.UnjudgedWhy[vm] = append(d.UnjudgedWhy[vm], c.String())
+					}
 				}
 				continue
 			}
@@ -132,27 +143,31 @@ type missingDisk struct {
 // (iSCSI, RBD), a file outside imagesSource, a copy missing, or an overlay
 // whose backing file is one of those. The names are
 // vmhost_backup_vm_missing_disk_info's, the reasons what /backups shows
-// for the VM.
-func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []missingDisk, err error) {
+// for the VM. A disk whose copy exists but cannot be read is in neither
+// list of missing disks nor in size: it is returned in unreadable.
+func vmDisksInSet(xmlPath, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing []missingDisk, unreadable []*unreadableCopy, err error) {
 	f, _, err := openRegular(xmlPath)
 	if err != nil {
 		u.note(err)
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer f.Close()
 	var dom domainDisks
 	if err := xml.NewDecoder(io.LimitReader(f, maxDomainXML)).Decode(&dom); err != nil {
-		return 0, nil, fmt.Errorf("reading %s: %w", xmlPath, err)
+		return 0, nil, nil, fmt.Errorf("reading %s: %w", xmlPath, err)
 	}
 	for _, disk := range dom.Disks {
 		if disk.Device != "" && disk.Device != "disk" {
 			continue
 		}
-		n, why := diskChain(disk.diskSource, imagesDir, imagesSource, u)
+		n, why, unread := diskChain(disk.diskSource, imagesDir, imagesSource, u)
 		size += n
 		if why != "" {
 			missing = append(missing, missingDisk{Name: disk.nameOr(disk.Target.Dev), Why: why})
 		}
+		if unread != nil {
+			unreadable = append(unreadable, unread)
+		}
 	}
-	return size, missing, nil
+	return size, missing, unreadable, nil
 }

@@ -239,12 +239,17 @@ func setComplete(setPath string, j Job, u *unreadablePaths) (bool, string) {
 			continue
 		}
 		vm := strings.TrimSuffix(e.Name(), ".xml")
-		_, missing, err := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource, u)
+		_, missing, unreadable, err := vmDisksInSet(filepath.Join(xmlDir, e.Name()), filepath.Join(setPath, j.ImagesDir), j.ImagesSource, u)
 		if err != nil {
 			return false, fmt.Sprintf("the definition of VM %s is unreadable: %v", vm, unwrapPath(err))
 		}
 		if len(missing) > 0 {
 			return false, fmt.Sprintf("a disk of VM %s is not in the set: %s", vm, missing[0].Why)
+		}
+		if len(unreadable) > 0 {
+			// Whole or not is unknown: not a success, but no missing
+			// disk either (the unreadable path is counted).
+			return false, fmt.Sprintf("the copy of %s (VM %s) is unreadable: %v", unreadable[0].Src, vm, unwrapPath(unreadable[0].Err))
 		}
 		vms++
 	}

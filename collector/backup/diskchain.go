@@ -3,8 +3,10 @@ package backup
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"strings"
 )
@@ -36,7 +38,14 @@ const maxBackingChain = 32
 // header of the qcow2 copy itself (inactive domains have no
 // <backingStore>). It returns the apparent size of the copies found and
 // a description of the first layer without one ("" when all are there).
-func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing string) {
+//
+// A copy that exists but cannot be read (the service user without
+// CAP_DAC_READ_SEARCH before root's 0700 images/ or 0600 image: lstat or
+// the header read fails with EACCES; an I/O error; a FIFO where an image
+// should be) is no missing copy: the chain is then unjudged, returned in
+// unreadable with the path and error, and missing stays "". Only a copy
+// that does not exist (ENOENT) is missing.
+func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing string, unreadable *unreadableCopy) {
 	seen := map[string]bool{}
 	var layers []string // source paths still to look at, outermost first
 	for l, depth := &disk, 0; l != nil && depth < maxBackingChain; l, depth = l.BackingStore, depth+1 {
@@ -45,7 +54,7 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 		}
 		path, why := layerFile(*l, imagesSource)
 		if why != "" {
-			return size, why
+			return size, why, nil
 		}
 		layers = append(layers, path)
 	}
@@ -57,25 +66,29 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 		seen[src] = true
 		rel, err := filepath.Rel(imagesSource, src)
 		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
-			return size, fmt.Sprintf("%s is outside %s, which the backup copies", src, imagesSource)
+			return size, fmt.Sprintf("%s is outside %s, which the backup copies", src, imagesSource), nil
 		}
 		cp := filepath.Join(imagesDir, rel)
 		n, _, _, err := fileSize(cp)
 		if err != nil {
-			u.note(err) // a copy behind a directory the exporter may not search
-			return size, fmt.Sprintf("no copy of %s in the set", src)
+			if u.note(err) { // a copy behind a directory the exporter may not search
+				return size, "", &unreadableCopy{Src: src, Err: err}
+			}
+			return size, fmt.Sprintf("no copy of %s in the set", src), nil
 		}
 		size += n
 		backing, err := qcow2BackingFile(cp)
 		if err != nil {
-			u.note(err)
-			return size, fmt.Sprintf("cannot read the image header of the copy of %s: %v", src, err)
+			if u.note(err) { // root's 0600 image, an I/O error
+				return size, "", &unreadableCopy{Src: src, Err: err}
+			}
+			return size, fmt.Sprintf("cannot read the image header of the copy of %s: %v", src, err), nil
 		}
 		switch {
 		case backing == "":
 		case strings.Contains(backing, ":") && !strings.HasPrefix(backing, "/"):
 			// rbd:pool/img, nbd://..., json:{...}: not a file
-			return size, fmt.Sprintf("%s is backed by %s, not a file", src, backing)
+			return size, fmt.Sprintf("%s is backed by %s, not a file", src, backing), nil
 		default:
 			if !filepath.IsAbs(backing) { // relative to the overlay, as qemu reads it
 				backing = filepath.Join(filepath.Dir(src), backing)
@@ -83,7 +96,26 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 			layers = append(layers, filepath.Clean(backing))
 		}
 	}
-	return size, ""
+	return size, "", nil
+}
+
+// unreadableCopy is a disk copy in a set that exists but that the
+// exporter could not read: the VM cannot be judged in that set.
+type unreadableCopy struct {
+	Src string // the disk (or backing image) as the source host names it
+	Err error  // what lstat or open said, with the copy's path
+}
+
+// String is what /backups and --backup.explain show for the VM: "the copy
+// of /var/lib/libvirt/images/a.qcow2 in the set is unreadable:
+// /backup/kvm/2025-05-27/images/a.qcow2: permission denied", the path the
+// error is about once (openRegular's errors name it twice).
+func (c *unreadableCopy) String() string {
+	var pe *fs.PathError
+	if errors.As(c.Err, &pe) {
+		return fmt.Sprintf("the copy of %s in the set is unreadable: %s: %v", c.Src, pe.Path, pe.Err)
+	}
+	return fmt.Sprintf("the copy of %s in the set is unreadable: %v", c.Src, c.Err) // notRegularError names its path
 }
 
 // layerFile is the file path of one layer of a disk chain as the source

@@ -112,6 +112,10 @@ type VMRow struct {
 	MissingCount int
 	// DefinitionUnreadable: the VM's newest XML could not be read.
 	DefinitionUnreadable bool
+	// NotJudged: the VM's newest XML could be read, but a disk copy it
+	// names exists and could not be (dated_dir): each such copy and its
+	// error. The VM is neither backed up nor missing a disk in that set.
+	NotJudged []string
 	// LastAttemptFailed: vzdump's newest attempt for this guest failed.
 	LastAttemptFailed bool
 	// Offsite is the newest offsite copy of the VM: the time of its newest
@@ -424,7 +428,10 @@ func vmRows(j Job, res *jobResult, host map[string]HostVM, now time.Time, loc *t
 			for _, why := range d.MissingDiskWhy[vm] {
 				row.MissingDisks = append(row.MissingDisks, display(why))
 			}
-			row.DefinitionUnreadable = d.UnreadableVMs[vm]
+			for _, why := range d.UnjudgedWhy[vm] {
+				row.NotJudged = append(row.NotJudged, display(why))
+			}
+			row.DefinitionUnreadable = d.UnreadableVMs[vm] && len(row.NotJudged) == 0
 			if ok, known := d.VMLastRunOK[vm]; known && !ok {
 				row.LastAttemptFailed = true
 			}

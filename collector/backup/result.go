@@ -87,11 +87,18 @@ type jobData struct {
 	// it cannot be restored ("no copy of /var/lib/libvirt/images/a.img in
 	// the set"): what /backups shows in the VM's row.
 	MissingDiskWhy map[string][]string
-	// UnreadableVMs are the VMs whose newest definition in the job's sets
-	// could not be read (dated_dir): they cannot be judged.
+	// UnreadableVMs are the VMs that cannot be judged (dated_dir): their
+	// newest definition in the job's sets could not be read, or it could
+	// and a disk copy it names exists but could not be read.
 	UnreadableVMs map[string]bool
-	VMLastRunOK   map[string]bool // vzdump: each guest's newest finished attempt
-	Total         *treeSize       // all sets together (dated_dir)
+	// UnjudgedWhy names, for the VMs of UnreadableVMs that are there for
+	// their disk copies, each unreadable copy and its error ("the copy of
+	// /var/lib/libvirt/images/a.qcow2 in the set is unreadable:
+	// .../images/a.qcow2: permission denied"): what /backups shows in the
+	// VM's row.
+	UnjudgedWhy map[string][]string
+	VMLastRunOK map[string]bool // vzdump: each guest's newest finished attempt
+	Total       *treeSize       // all sets together (dated_dir)
 	// PrevSuccessSize is the median apparent size of the successful
 	// backups before the newest one (up to previousBackups of them).
 	HasPrevSize     bool
