@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,6 +199,111 @@ func TestUnreadableDefinitionIsTheNewest(t *testing.T) {
 	}
 	// Both broken XMLs were needed: vm-b's newest, and vm-a's older one
 	// (its newest set does not cover it).
+	if got := val(t, mf, "vmhost_backup_unreadable_paths", map[string]string{"backup_job": "kvm-host"}); got != 2 {
+		t.Errorf("unreadable_paths = %v, want 2", got)
+	}
+}
+
+// TestUnreadableDiskCopy: a disk copy that exists but cannot be read
+// leaves its VM not judged in that set, as an unreadable definition does;
+// a copy that does not exist is a missing disk; and a VM with a disk the
+// set certainly cannot restore is judged whatever its unreadable copy
+// holds. The scan runs as root here, which reads any mode, so the
+// unreadable copy is a FIFO where rsync should have left the image
+// (openRegular refuses it: unreadablePaths counts it, as it counts
+// EACCES); cmd/vmhost_exporter's TestUnreadableDiskCopiesAreNotJudged has
+// the service user before root's 0700 and 0711 images/.
+//
+// Two nights of kvm_backup.sh; in the newest set vm-a's image is a FIFO,
+// vm-b's qcow2 is a FIFO and its data image is gone, vm-d's image was
+// never there (vms.xml).
+func TestUnreadableDiskCopy(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	runCmd(t, append(env, "DATE=2025-05-28"), script)
+	older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	newest := filepath.Join(base, "2025-05-28", "images")
+	for _, img := range []string{"vm-a.img", "vm-b.qcow2"} {
+		p := filepath.Join(newest, img)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(newest, "vm-b-data.img")); err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Name: "kvm-host", Type: TypeDatedDir, Path: base}
+	c := newTestCollector(t, time.Now(), job)
+	mf := gatherFrom(t, c)
+	var text strings.Builder
+	if err := c.Explain(ExplainOptions{}).WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	fifo := func(img string) string {
+		p := filepath.Join(newest, img)
+		return "the copy of /var/lib/libvirt/images/" + img + " in the set is unreadable: " + p + " is not a regular file (a FIFO); only regular files are read"
+	}
+	for _, c := range []struct {
+		vm          string
+		missing     float64 // -1: absent
+		disks       []string
+		unjudged    bool
+		lastSuccess float64 // 0: none
+		row         string  // the explain row, from the VM's name to "offsite:"
+	}{
+		// Not judged in the newest set: no missing disk from it. Its
+		// older set, where it is whole, still backs it up (and counts
+		// its 0 missing disks), as for an unreadable definition.
+		{"vm-a", 0, nil, true, older, "vm-a: newest complete copy "},
+		// The data disk is certainly gone: judged, one missing disk,
+		// the unreadable qcow2 not counted as a second.
+		{"vm-b", 1, []string{"vdb"}, false, older, "vm-b: newest complete copy "},
+		// Never copied (ENOENT): missing, as before.
+		{"vm-d", 1, []string{"vda"}, false, 0, "vm-d: no complete copy\n      missing disks: 1\n        - no copy of /var/lib/libvirt/images/vm-d.img in the set\n      offsite: "},
+	} {
+		l := map[string]string{"backup_job": "kvm-host", "domain": c.vm}
+		if c.missing < 0 {
+			absent(t, mf, "vmhost_backup_vm_missing_disks", l)
+		} else if got := val(t, mf, "vmhost_backup_vm_missing_disks", l); got != c.missing {
+			t.Errorf("%s missing disks = %v, want %v", c.vm, got, c.missing)
+		}
+		var named []string
+		for _, m := range mf["vmhost_backup_vm_missing_disk_info"].GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["domain"] == c.vm {
+				named = append(named, labels["disk"])
+			}
+		}
+		if strings.Join(named, ",") != strings.Join(c.disks, ",") {
+			t.Errorf("%s missing disks named %v, want %v", c.vm, named, c.disks)
+		}
+		if c.unjudged {
+			if got := val(t, mf, "vmhost_backup_vm_definition_unreadable", l); got != 1 {
+				t.Errorf("%s definition_unreadable = %v, want 1", c.vm, got)
+			}
+		} else {
+			absent(t, mf, "vmhost_backup_vm_definition_unreadable", l)
+		}
+		if c.lastSuccess == 0 {
+			absent(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", l)
+		} else if got := val(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", l); got != c.lastSuccess {
+			t.Errorf("%s last success = %v, want %v", c.vm, got, c.lastSuccess)
+		}
+		if !strings.Contains(text.String(), "\n    "+c.row) {
+			t.Errorf("--backup.explain lacks %q:\n%s", c.row, text.String())
+		}
+	}
+	// vm-a's row names the copy and why, after its older whole copy.
+	if want := "; its newest set not judged: " + fifo("vm-a.img") + "\n"; !strings.Contains(text.String(), want) {
+		t.Errorf("--backup.explain lacks %q:\n%s", want, text.String())
+	}
+	// Both FIFOs, each read for its VM's verdict.
 	if got := val(t, mf, "vmhost_backup_unreadable_paths", map[string]string{"backup_job": "kvm-host"}); got != 2 {
 		t.Errorf("unreadable_paths = %v, want 2", got)
 	}

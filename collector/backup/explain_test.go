@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -277,6 +278,30 @@ func TestContentsJudgedSetSaysWhatIsMissing(t *testing.T) {
 	c := newTestCollector(t, time.Now().Add(2*time.Hour), job)
 	ex := c.Explain(ExplainOptions{})
 	want := "a disk of VM vm-c is not in the set: /srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies"
+	if got := ex.Jobs[0]; got.Verdict != VerdictFailed || got.LastRun == nil || got.LastRun.Reason != want {
+		t.Errorf("verdict %q, newest run %+v; want failed: %s", got.Verdict, got.LastRun, want)
+	}
+}
+
+// TestContentsJudgedSetWithAnUnreadableCopy: a set judged by its contents
+// whose disk copy exists but cannot be read (a FIFO here: the test runs as
+// root) is no success, and its reason says the copy is unreadable, not
+// that the disk is not in the set.
+func TestContentsJudgedSetWithAnUnreadableCopy(t *testing.T) {
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	img := filepath.Join(base, "2025-05-27", "images", "vm-a.img")
+	if err := os.Remove(img); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Name: "kvmhost", Type: TypeDatedDir, Path: base, SuccessFrom: SuccessFromContents}
+	job.setDefaults()
+	c := newTestCollector(t, time.Now().Add(2*time.Hour), job)
+	ex := c.Explain(ExplainOptions{})
+	want := "the copy of /var/lib/libvirt/images/vm-a.img (VM vm-a) is unreadable: " + img + " is not a regular file (a FIFO); only regular files are read"
 	if got := ex.Jobs[0]; got.Verdict != VerdictFailed || got.LastRun == nil || got.LastRun.Reason != want {
 		t.Errorf("verdict %q, newest run %+v; want failed: %s", got.Verdict, got.LastRun, want)
 	}
