@@ -77,6 +77,11 @@ func (h *operatorHost) defineGuest(t *testing.T, name, role string) {
 	if _, err := f.WriteAt([]byte(strings.Repeat("d", 1<<20)), 4<<20); err != nil {
 		t.Fatal(err)
 	}
+	// root's 0600, as virt-install and virsh vol-create leave an image:
+	// rsync -a keeps the mode in the set.
+	if err := os.Chmod(disk, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // runScript runs one of the operator's scripts (collector/backup/testdata)
@@ -144,7 +149,9 @@ func scannedSince(t *testing.T, e *testenv.Exporter, jobs []string, since time.T
 // without the unit's capability show what an operator who strips it
 // loses, and that this test would see it: the images directory (0711)
 // and libvirt's 0600 domain XMLs are then counted as unreadable, the set
-// size leaves the disks out and the contents-judged job never succeeds.
+// size leaves the disks out, the contents-judged job never succeeds, and
+// kvm's VMs, whose readable definitions name unreadable disk copies, are
+// not judged rather than missing their disks.
 func TestBackupsAsDeployed(t *testing.T) {
 	h := newOperatorHost(t)
 	h.defineGuest(t, "web0", "web")
@@ -282,6 +289,21 @@ func TestBackupsAsDeployed(t *testing.T) {
 	for _, vm := range []string{"web0", "db0"} {
 		if v := val(mf, "vmhost_backup_vm_definition_unreadable", "kvmhost", "domain", vm); v != 1 {
 			t.Errorf("without capabilities: vm_definition_unreadable{kvmhost,%s} = %v, want 1: a VM whose XML cannot be read is reported, never dropped", vm, v)
+		}
+	}
+	// kvm's definitions are virsh dumpxml's 0644 files, its disk copies
+	// root's 0600 images in the 0711 images/: each VM is not judged, not
+	// missing its disk. (They were published as missing disks, and
+	// VMNotBackedUp called every VM never backed up: an operator trial.)
+	for _, vm := range []string{"web0", "db0"} {
+		if v := val(mf, "vmhost_backup_vm_definition_unreadable", "kvm", "domain", vm); v != 1 {
+			t.Errorf("without capabilities: vm_definition_unreadable{kvm,%s} = %v, want 1: its disk copy cannot be read", vm, v)
+		}
+		if v := val(mf, "vmhost_backup_vm_missing_disks", "kvm", "domain", vm); v != -1 {
+			t.Errorf("without capabilities: vm_missing_disks{kvm,%s} = %v, want none: an unreadable copy is no missing disk", vm, v)
+		}
+		if v := val(mf, "vmhost_backup_vm_missing_disk_info", "kvm", "domain", vm); v != -1 {
+			t.Errorf("without capabilities: vm_missing_disk_info{kvm,%s} = %v, want none", vm, v)
 		}
 	}
 	if v := val(mf, "vmhost_backup_unreadable_paths", "kvmhost"); v < 2 {
