@@ -190,7 +190,8 @@ func TestUnreadableDiskCopiesAreNotJudged(t *testing.T) {
 			a := want["vm-a"]
 			for _, s := range []string{
 				"<tr><td>vm-a<br>not judged</td>",
-				`<td class="bad">not judged<br>` + strings.TrimPrefix(a.row, "not judged: ") + "</td>",
+				`<td class="bad">not judged<br>` + strings.TrimPrefix(a.row, "not judged: ") + "</td>\n" +
+					"              <td>unknown</td>", // its missing disks: not 0
 			} {
 				if !strings.Contains(page, s) {
 					t.Errorf("/backups lacks %q:\n%s", s, page)
