@@ -439,7 +439,9 @@ func vmRows(j Job, res *jobResult, host map[string]HostVM, now time.Time, loc *t
 		if host != nil && j.Type == TypeDatedDir {
 			h, defined := host[vm]
 			row.NotOnHost = !defined
-			row.NeverBackedUp = defined && row.LastCopy == ""
+			// A VM not judged may well be backed up: its row says why it
+			// is not judged instead (VMNotBackedUp keeps quiet for it too).
+			row.NeverBackedUp = defined && row.LastCopy == "" && !row.DefinitionUnreadable && len(row.NotJudged) == 0
 			if !h.OldestSnapshot.IsZero() {
 				row.OldestSnapshot = fmtTime(h.OldestSnapshot, now, loc)
 			}

@@ -307,6 +307,41 @@ func TestContentsJudgedSetWithAnUnreadableCopy(t *testing.T) {
 	}
 }
 
+// TestNotJudgedIsNotNeverBackedUp: with the host's VMs known, a VM the
+// scan could not judge (its definition, or a disk copy, unreadable) is
+// not called "never backed up": its row says why it is not judged. A VM
+// of the host in no set still is.
+func TestNotJudgedIsNotNeverBackedUp(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	job := Job{Name: "kvm", Type: TypeDatedDir, Path: "/backup/kvm", MaxAge: Duration(26 * time.Hour)}
+	job.setDefaults()
+	copyWhy := "the copy of /var/lib/libvirt/images/b.img in the set is unreadable: /backup/kvm/2026-12-01/images/b.img: permission denied"
+	d := &jobData{
+		UnreadableVMs: map[string]bool{"a": true, "b": true},
+		UnjudgedWhy:   map[string][]string{"b": {copyWhy}},
+	}
+	host := map[string]HostVM{"a": {}, "b": {}, "c": {}}
+	rows := map[string]VMRow{}
+	for _, r := range vmRows(job, &jobResult{Job: job, Data: d}, host, now, time.UTC) {
+		rows[r.Domain] = r
+	}
+	for _, c := range []struct {
+		vm                          string
+		never, definitionUnreadable bool
+		notJudged                   []string
+	}{
+		{"a", false, true, nil},                // its XML unreadable
+		{"b", false, false, []string{copyWhy}}, // a disk copy unreadable
+		{"c", true, false, nil},                // in no set
+	} {
+		r := rows[c.vm]
+		if r.NeverBackedUp != c.never || r.DefinitionUnreadable != c.definitionUnreadable || !slices.Equal(r.NotJudged, c.notJudged) {
+			t.Errorf("%s: never backed up %v, definition unreadable %v, not judged %q; want %v, %v, %q",
+				c.vm, r.NeverBackedUp, r.DefinitionUnreadable, r.NotJudged, c.never, c.definitionUnreadable, c.notJudged)
+		}
+	}
+}
+
 // bigExplanation is a job with n VMs, every one with a missing disk, as
 // one scan of a large host would leave it.
 func bigExplanation(n int) *Collector {
