@@ -308,3 +308,54 @@ func TestUnreadableDiskCopy(t *testing.T) {
 		t.Errorf("unreadable_paths = %v, want 2", got)
 	}
 }
+
+// TestAbsentDiskCopyIsMissing: a set's images that are not there in
+// another shape than ENOENT (images/ a regular file, so every lookup
+// through it fails with ENOTDIR; a directory where vm-a's image should
+// be) have no copy that more privilege could read: the disks are missing
+// and the VMs judged, not left unjudged with their paths counted as
+// unreadable evidence.
+func TestAbsentDiskCopyIsMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		breakSet func(t *testing.T, images string)
+	}{
+		{"images is a file", func(t *testing.T, images string) {
+			if err := os.RemoveAll(images); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(images, []byte("not a directory\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a directory in place of the image", func(t *testing.T, images string) {
+			p := filepath.Join(images, "vm-a.img")
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, base, script, env := kvmBackupScript(t)
+			runCmd(t, append(env, "DATE=2025-05-27"), script)
+			runCmd(t, append(env, "DATE=2025-05-28"), script)
+			older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+			tc.breakSet(t, filepath.Join(base, "2025-05-28", "images"))
+			mf := scan(t, time.Now(), Job{Name: "kvm-host", Type: TypeDatedDir, Path: base})
+			a := map[string]string{"backup_job": "kvm-host", "domain": "vm-a"}
+			if got := val(t, mf, "vmhost_backup_vm_missing_disks", a); got != 1 {
+				t.Errorf("vm-a missing disks = %v, want 1 (no copy of its image in the newest set)", got)
+			}
+			absent(t, mf, "vmhost_backup_vm_definition_unreadable", a)
+			if got := val(t, mf, "vmhost_backup_vm_last_success_timestamp_seconds", a); got != older {
+				t.Errorf("vm-a last success = %v, want the older set's %v", got, older)
+			}
+			if got := val(t, mf, "vmhost_backup_unreadable_paths", map[string]string{"backup_job": "kvm-host"}); got != 0 {
+				t.Errorf("unreadable_paths = %v, want 0: nothing there could be read with more privilege", got)
+			}
+		})
+	}
+}

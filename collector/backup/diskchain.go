@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // diskSource is where one layer of a VM disk lives, as the domain XML
@@ -44,7 +45,7 @@ const maxBackingChain = 32
 // the header read fails with EACCES; an I/O error; a FIFO where an image
 // should be) is no missing copy: the chain is then unjudged, returned in
 // unreadable with the path and error, and missing stays "". Only a copy
-// that does not exist (ENOENT) is missing.
+// that is not there (copyAbsent) is missing.
 func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePaths) (size int64, missing string, unreadable *unreadableCopy) {
 	seen := map[string]bool{}
 	var layers []string // source paths still to look at, outermost first
@@ -71,7 +72,7 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 		cp := filepath.Join(imagesDir, rel)
 		n, _, _, err := fileSize(cp)
 		if err != nil {
-			if u.note(err) { // a copy behind a directory the exporter may not search
+			if !copyAbsent(err) && u.note(err) { // a copy behind a directory the exporter may not search
 				return size, "", &unreadableCopy{Src: src, Err: err}
 			}
 			return size, fmt.Sprintf("no copy of %s in the set", src), nil
@@ -79,7 +80,7 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 		size += n
 		backing, err := qcow2BackingFile(cp)
 		if err != nil {
-			if u.note(err) { // root's 0600 image, an I/O error
+			if !copyAbsent(err) && u.note(err) { // root's 0600 image, an I/O error
 				return size, "", &unreadableCopy{Src: src, Err: err}
 			}
 			return size, fmt.Sprintf("cannot read the image header of the copy of %s: %v", src, err), nil
@@ -97,6 +98,17 @@ func diskChain(disk diskSource, imagesDir, imagesSource string, u *unreadablePat
 		}
 	}
 	return size, "", nil
+}
+
+// copyAbsent tells the errors that say there is no copy at all from those
+// that say there is one the exporter cannot read: besides ENOENT, a path
+// through a regular file (ENOTDIR: images/ is a file in a broken set) and
+// a directory where the image should be. Neither is evidence that could
+// be read with more privilege, so the disk is missing and the VM judged.
+func copyAbsent(err error) bool {
+	var nr *notRegularError
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) ||
+		(errors.As(err, &nr) && nr.kind == "a directory")
 }
 
 // unreadableCopy is a disk copy in a set that exists but that the
