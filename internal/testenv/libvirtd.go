@@ -279,6 +279,26 @@ func (l *Libvirtd) Freeze() { _ = syscall.Kill(l.daemonPID(), syscall.SIGSTOP) }
 // Thaw resumes a frozen daemon.
 func (l *Libvirtd) Thaw() { _ = syscall.Kill(l.daemonPID(), syscall.SIGCONT) }
 
+// DaemonState says whether the daemon still runs and in which state
+// ("pid 123, State: S (sleeping)"), for a failure message: a daemon that
+// does not answer after a thaw may have died or may still be stopped.
+func (l *Libvirtd) DaemonState() string {
+	pid := l.daemonPID()
+	if pid == 0 {
+		return "libvirtd is not running"
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return fmt.Sprintf("pid %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "State:") {
+			return fmt.Sprintf("pid %d, %s", pid, line)
+		}
+	}
+	return fmt.Sprintf("pid %d", pid)
+}
+
 // Stop ends the daemon gracefully, then every guest with its namespace.
 func (l *Libvirtd) Stop() {
 	if l.ns == nil {
