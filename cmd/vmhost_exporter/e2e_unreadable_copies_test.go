@@ -44,6 +44,18 @@ func TestUnreadableDiskCopiesAreNotJudged(t *testing.T) {
 		row        string   // its --backup.explain row, after "    <vm>: "
 		rowMissing []string // the row's missing disks, in order
 	}
+	// notJudged is the row of a VM whose readable definition names disk
+	// copies that are root's 0600 images, in the order it names them.
+	notJudged := func(set string, disks ...string) vm {
+		why := make([]string, len(disks))
+		for i, disk := range disks {
+			why[i] = "the copy of /var/lib/libvirt/images/" + disk + " in the set is unreadable: " + filepath.Join(set, "images", disk) + ": permission denied"
+		}
+		return vm{missing: -1, unjudged: true, row: "not judged: " + strings.Join(why, "; ")}
+	}
+	// vm-c's disk is outside the copied directory whatever the modes.
+	outsideCopied := vm{missing: 1, disks: []string{"vda"}, row: "no complete copy",
+		rowMissing: []string{"/srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies"}}
 	for _, tc := range []struct {
 		name string
 		// imagesMode is the mode of the source images directory, which
@@ -61,15 +73,11 @@ func TestUnreadableDiskCopiesAreNotJudged(t *testing.T) {
 			name: "images directory 0700", imagesMode: 0o700,
 			unreadable: []string{"images", "images/vm-a.img", "images/vm-b.qcow2", "images/vm-b-data.img", "images/vm-d.img"},
 			vms: func(set string) map[string]vm {
-				denied := func(disk string) string {
-					return "the copy of /var/lib/libvirt/images/" + disk + " in the set is unreadable: " + filepath.Join(set, "images", disk) + ": permission denied"
-				}
 				return map[string]vm{
-					"vm-a": {missing: -1, unjudged: true, row: "not judged: " + denied("vm-a.img")},
-					"vm-b": {missing: -1, unjudged: true, row: "not judged: " + denied("vm-b.qcow2") + "; " + denied("vm-b-data.img")},
-					"vm-c": {missing: 1, disks: []string{"vda"}, row: "no complete copy",
-						rowMissing: []string{"/srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies"}},
-					"vm-d": {missing: -1, unjudged: true, row: "not judged: " + denied("vm-d.img")},
+					"vm-a": notJudged(set, "vm-a.img"),
+					"vm-b": notJudged(set, "vm-b.qcow2", "vm-b-data.img"),
+					"vm-c": outsideCopied,
+					"vm-d": notJudged(set, "vm-d.img"),
 				}
 			},
 		},
@@ -80,14 +88,10 @@ func TestUnreadableDiskCopiesAreNotJudged(t *testing.T) {
 			name: "images directory 0711", imagesMode: 0o711,
 			unreadable: []string{"images", "images/vm-a.img", "images/vm-b.qcow2", "images/vm-b-data.img"},
 			vms: func(set string) map[string]vm {
-				denied := func(disk string) string {
-					return "the copy of /var/lib/libvirt/images/" + disk + " in the set is unreadable: " + filepath.Join(set, "images", disk) + ": permission denied"
-				}
 				return map[string]vm{
-					"vm-a": {missing: -1, unjudged: true, row: "not judged: " + denied("vm-a.img")},
-					"vm-b": {missing: -1, unjudged: true, row: "not judged: " + denied("vm-b.qcow2") + "; " + denied("vm-b-data.img")},
-					"vm-c": {missing: 1, disks: []string{"vda"}, row: "no complete copy",
-						rowMissing: []string{"/srv/vms/vm-c.img is outside /var/lib/libvirt/images, which the backup copies"}},
+					"vm-a": notJudged(set, "vm-a.img"),
+					"vm-b": notJudged(set, "vm-b.qcow2", "vm-b-data.img"),
+					"vm-c": outsideCopied,
 					"vm-d": {missing: 1, disks: []string{"vda"}, row: "no complete copy",
 						rowMissing: []string{"no copy of /var/lib/libvirt/images/vm-d.img in the set"}},
 				}

@@ -158,6 +158,18 @@ func TestDatedSetsWithoutALog(t *testing.T) {
 	}
 }
 
+// twoNightsOfKvmBackup runs the seed's kvm_backup.sh for 2025-05-27 and
+// 2025-05-28 and returns the sets' directory and the older set's success
+// time (its [5/5] line): tests break the newest set and see which
+// verdicts fall back on the older, whole one.
+func twoNightsOfKvmBackup(t *testing.T) (base string, older float64) {
+	t.Helper()
+	_, base, script, env := kvmBackupScript(t)
+	runCmd(t, append(env, "DATE=2025-05-27"), script)
+	runCmd(t, append(env, "DATE=2025-05-28"), script)
+	return base, testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+}
+
 // TestUnreadableDefinitionIsTheNewest: a VM is reported as unreadable
 // only when its newest definition is the one that cannot be read. vm-a's
 // XML in the older set is not a file (a directory where virsh dumpxml
@@ -166,10 +178,7 @@ func TestDatedSetsWithoutALog(t *testing.T) {
 // reported. vm-b's newest XML is the broken one: it is reported and keeps
 // the older set's coverage.
 func TestUnreadableDefinitionIsTheNewest(t *testing.T) {
-	_, base, script, env := kvmBackupScript(t)
-	runCmd(t, append(env, "DATE=2025-05-27"), script)
-	runCmd(t, append(env, "DATE=2025-05-28"), script)
-	older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	base, older := twoNightsOfKvmBackup(t)
 	// vm-a's XML is broken in the older set, vm-b's in the newest.
 	for _, broken := range []string{"2025-05-27/vm_xml/vm-a.xml", "2025-05-28/vm_xml/vm-b.xml"} {
 		p := filepath.Join(base, broken)
@@ -218,10 +227,7 @@ func TestUnreadableDefinitionIsTheNewest(t *testing.T) {
 // vm-b's qcow2 is a FIFO and its data image is gone, vm-d's image was
 // never there (vms.xml).
 func TestUnreadableDiskCopy(t *testing.T) {
-	_, base, script, env := kvmBackupScript(t)
-	runCmd(t, append(env, "DATE=2025-05-27"), script)
-	runCmd(t, append(env, "DATE=2025-05-28"), script)
-	older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+	base, older := twoNightsOfKvmBackup(t)
 	newest := filepath.Join(base, "2025-05-28", "images")
 	for _, img := range []string{"vm-a.img", "vm-b.qcow2"} {
 		p := filepath.Join(newest, img)
@@ -339,10 +345,7 @@ func TestAbsentDiskCopyIsMissing(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, base, script, env := kvmBackupScript(t)
-			runCmd(t, append(env, "DATE=2025-05-27"), script)
-			runCmd(t, append(env, "DATE=2025-05-28"), script)
-			older := testenv.StepLineTime(t, filepath.Join(base, "2025-05-27", "backup.log"), "[5/5]")
+			base, older := twoNightsOfKvmBackup(t)
 			tc.breakSet(t, filepath.Join(base, "2025-05-28", "images"))
 			mf := scan(t, time.Now(), Job{Name: "kvm-host", Type: TypeDatedDir, Path: base})
 			a := map[string]string{"backup_job": "kvm-host", "domain": "vm-a"}
